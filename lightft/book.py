@@ -1,0 +1,29 @@
+"""Small glue between the notebooks and the rendered book.
+
+Chapter: every chapter. Numbers in the prose come from executed cells through :func:`glue`, which is
+myst-nb's ``glue`` when myst-nb is installed (the book build) and a plain display otherwise (Colab).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["glue"]
+
+
+def glue(name: str, value: Any, display: bool = False) -> None:
+    """Store ``value`` under ``name`` for ``{glue:}`` roles in the page's prose.
+
+    Without myst-nb (e.g. in Colab) the value is only shown when ``display`` is true.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"glue name must be an identifier such as 'test_accuracy', got {name!r}")
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        if display:
+            from IPython.display import display as show
+
+            show(value)
+        return
+    myst_glue(name, value, display=display)
