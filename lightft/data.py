@@ -303,7 +303,7 @@ def _to_dataset_dict(cleaned: _Cleaned, label_names: Sequence[str], seed: int, s
         ds = datasets.Dataset.from_dict(
             {"text": [cleaned.texts[i] for i in idx], "label": [cleaned.labels[i] for i in idx]},
             features=features,
-            info=datasets.DatasetInfo(description=description),
+            info=datasets.DatasetInfo(description=description, features=features),
         )
         out[split] = ds
     return datasets.DatasetDict(out)
