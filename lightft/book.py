@@ -18,6 +18,8 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"glue name must be an identifier such as 'test_accuracy', got {name!r}")
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()  # numpy / torch scalars -> plain Python, so {glue:text}`key:.2f` formats
     try:
         from myst_nb import glue as myst_glue
     except ImportError:

@@ -19,7 +19,8 @@ How the split is made (the same for every source, so that no sentence sits in tw
 2. drop exact duplicate texts, keeping the first occurrence; a text that occurs with two different
    labels is ambiguous and is dropped altogether;
 3. a stratified split, seeded by ``seed``: 80 % train, 10 % validation, 10 % test
-   (``sklearn.model_selection.train_test_split`` twice).
+   (``sklearn.model_selection.train_test_split`` twice). Each split is in a seeded random order, so
+   its first N examples are a random, roughly class-balanced sample (``ds.select(range(N))``).
 
 Only the file that holds the requested dataset is read, and for Rotten Tomatoes only its own rows of
 the combined movie-review file are parsed.
@@ -282,7 +283,9 @@ def _split(cleaned: _Cleaned, seed: int) -> dict[str, np.ndarray]:
     validation, test = train_test_split(
         rest, test_size=0.5, random_state=seed, stratify=None if stratify is None else labels[rest]
     )
-    return {"train": np.sort(train), "validation": np.sort(validation), "test": np.sort(test)}
+    # train_test_split shuffles: the splits come in a seeded random order, so that the first N
+    # examples of a split are a random sample (the source files are ordered by label).
+    return {"train": train, "validation": validation, "test": test}
 
 
 def _to_dataset_dict(cleaned: _Cleaned, label_names: Sequence[str], seed: int, source: str) -> datasets.DatasetDict:

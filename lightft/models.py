@@ -105,11 +105,15 @@ def _quiet_transformers() -> Iterator[None]:
     from transformers.utils import logging as hf_logging
 
     level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # the "Loading weights" bar
     try:
         yield
     finally:
         hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def load_tokenizer(name_or_path: str | os.PathLike = "minilm-l6"):
@@ -117,7 +121,8 @@ def load_tokenizer(name_or_path: str | os.PathLike = "minilm-l6"):
     from transformers import AutoTokenizer
 
     path, local = resolve_model_path(name_or_path)
-    return AutoTokenizer.from_pretrained(path, local_files_only=local)
+    with _quiet_transformers():
+        return AutoTokenizer.from_pretrained(path, local_files_only=local)
 
 
 def load_model(

@@ -161,3 +161,9 @@ def test_split_summary(rotten):
     assert list(table.index) == ["train", "validation", "test"]
     assert table["examples"].sum() == sum(len(s) for s in rotten.values())
     assert np.allclose(table["negative %"] + table["positive %"], 100, atol=0.11)
+
+
+def test_first_examples_of_a_split_are_a_mixed_sample(rotten):
+    # the source file is ordered by label; a budget of the first 200 must still hold both classes
+    share = np.mean(rotten["train"].select(range(200))["label"])
+    assert 0.35 < share < 0.65

@@ -1,0 +1,122 @@
+"""Command line: ``python -m lightft finetune | predict`` (also installed as ``lightft``).
+
+Chapter: "The fine-tuning project". Bad input prints one line to stderr and exits with status 2,
+with no traceback and nothing overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own convention)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lightft", description="Lightweight fine-tuning of transformer encoders.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    ft = sub.add_parser("finetune", help="fine-tune a model on a dataset and save the best checkpoint",
+                        description="Fine-tune, evaluate each epoch, keep the best checkpoint, print one JSON "
+                                    "line of final test metrics.")
+    ft.add_argument("--model", default="minilm-l6",
+                    help="'minilm-l6' (embedded), a saved model folder, or a hub name (needs network)")
+    ft.add_argument("--data", default="rotten_tomatoes",
+                    help="'rotten_tomatoes', 'imdb', 'tweets', a .csv/.jsonl file with text,label, or a hub name")
+    ft.add_argument("--output", required=True, help="folder for checkpoints and the best model")
+    ft.add_argument("--max-length", type=_positive_int, default=128)
+    ft.add_argument("--batch-size", type=_positive_int, default=16)
+    ft.add_argument("--epochs", type=_positive_float, default=2.0)
+    ft.add_argument("--learning-rate", type=_positive_float, default=5e-5)
+    ft.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    ft.add_argument("--padding", choices=["dynamic", "max_length"], default="dynamic")
+    ft.add_argument("--train-limit", type=_positive_int, default=None, help="use only N training examples")
+    ft.add_argument("--eval-limit", type=_positive_int, default=None, help="use only N validation/test examples")
+    ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    ft.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output")
+    ft.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    pr = sub.add_parser("predict", help="classify texts with a fine-tuned model",
+                        description="Print one JSON line per text: label and class probabilities.")
+    pr.add_argument("--model", required=True, help="a folder written by 'lightft finetune'")
+    pr.add_argument("texts", nargs="+", help="the texts to classify")
+    pr.add_argument("--batch-size", type=_positive_int, default=32)
+    return parser
+
+
+def _finetune(args) -> int:
+    from lightft.train import finetune
+
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output} exists and is not a folder")
+    if output.is_dir() and any(output.iterdir()) and not (args.overwrite or args.resume):
+        raise FileExistsError(f"--output {output} is not empty; pass --overwrite to replace it or --resume to continue")
+    if not args.model or not args.data:
+        raise ValueError("--model and --data must not be empty")
+    result = finetune(
+        args.model, args.data, max_length=args.max_length, batch_size=args.batch_size, epochs=args.epochs,
+        learning_rate=args.learning_rate, precision=args.precision, padding=args.padding, seed=args.seed,
+        output_dir=output, overwrite=args.overwrite, resume=args.resume, train_limit=args.train_limit,
+        eval_limit=args.eval_limit, quiet=args.quiet,
+    )
+    print(json.dumps({"test": result.metrics, "train_seconds": round(result.train_seconds, 2),
+                      "examples_per_second": round(result.examples_per_second, 2),
+                      "precision": result.precision, "steps": result.steps,
+                      "model": str(Path(result.output_dir) / "best")}))
+    return 0
+
+
+def _predict(args) -> int:
+    from lightft.train import predict
+
+    prediction = predict(args.model, args.texts, batch_size=args.batch_size)
+    for text, label, probs in zip(args.texts, prediction.labels, prediction.probabilities):
+        print(json.dumps({"text": text, "label": label, "probabilities": [round(float(p), 4) for p in probs]}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return {"finetune": _finetune, "predict": _predict}[args.command](args)
+    except KeyboardInterrupt:
+        print("lightft: interrupted; continue with --resume", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError, ConnectionError,
+            ModuleNotFoundError) as err:
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"lightft {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

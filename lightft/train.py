@@ -1,0 +1,437 @@
+"""Fine-tuning an encoder for text classification with the Hugging Face ``Trainer``.
+
+Chapter: "The fine-tuning project" (and every chapter that trains: strategies, evaluation,
+applications).
+
+``finetune(model, data, ...)`` tokenizes, trains with evaluation after each epoch, keeps the best
+checkpoint (safetensors), evaluates it on the test split and returns a :class:`FinetuneResult` with the
+metrics, the loss/metric history, wall time, examples/s, tokens/s, peak memory and the hardware.
+``predict(model_dir, texts)`` loads a saved model and returns labels and probabilities.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["FinetuneResult", "Prediction", "finetune", "predict", "resolve_precision"]
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PADDINGS = ("dynamic", "max_length")
+BEST = "best"
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def resolve_precision(precision: str = "auto", device: str | None = None) -> tuple[str, str]:
+    """Choose the training precision and say why.
+
+    Returns ``(name, reason)`` with ``name`` one of ``"fp32"``, ``"bf16"`` (autocast), ``"fp16"``
+    (autocast with loss scaling). ``"auto"`` picks bf16 on a GPU or CPU that supports it, fp16 with loss
+    scaling on an older GPU, fp32 otherwise. ``"fp16"`` on a CPU is refused: fp16 needs a loss scaler
+    to keep small gradients from underflowing, a GPU technique; CPUs have no fast fp16 matmul either.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        bf16 = torch.cuda.is_bf16_supported()
+        if precision == "auto":
+            return ("bf16", "this GPU supports bfloat16") if bf16 else (
+                "fp16", "this GPU lacks bfloat16: float16 autocast with loss scaling")
+        if precision == "bf16" and not bf16:
+            raise ValueError("precision='bf16' was asked for, but this GPU does not support bfloat16; use 'fp16' or 'fp32'")
+        return precision, f"asked for {precision}"
+    flags = _cpu_flags()
+    cpu_bf16 = bool(flags & {"avx512_bf16", "amx_bf16"})
+    if precision == "fp16":
+        raise ValueError(
+            "precision='fp16' is refused on a CPU: float16 training needs loss scaling (a GPU technique) and "
+            "CPUs have no fast float16 matrix multiply; use 'bf16' (same memory saving, no scaler) or 'fp32'"
+        )
+    if precision == "auto":
+        if cpu_bf16:
+            return "bf16", "this CPU has native bfloat16 instructions (avx512_bf16/amx_bf16): bf16 autocast"
+        return "fp32", "this CPU has no native bfloat16 instructions: fp32"
+    return precision, f"asked for {precision}"
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune` measured. Sizes in bytes, times in seconds."""
+
+    metrics: dict[str, float]
+    validation_metrics: dict[str, float]
+    history: list[dict[str, Any]]
+    train_seconds: float
+    examples_per_second: float
+    tokens_per_second: float
+    peak_memory_bytes: int
+    precision: str
+    precision_reason: str
+    hardware: str
+    steps: int
+    epochs: float
+    best_epoch: float | None
+    output_dir: str
+    model: nn.Module | None = field(default=None, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON-friendly part (everything but the model)."""
+        out = asdict(self)  # noqa: deep copies history, fine at this size
+        out.pop("model", None)
+        return out
+
+
+def _peak_rss_sampler():
+    import psutil
+
+    process = psutil.Process()
+    peak = [process.memory_info().rss]
+
+    def sample() -> int:
+        peak[0] = max(peak[0], process.memory_info().rss)
+        return peak[0]
+
+    return sample
+
+
+def _tokenize(data, tokenizer, max_length: int, padding: str):
+    def encode(batch):
+        return tokenizer(
+            batch["text"],
+            truncation=True,
+            max_length=max_length,
+            padding="max_length" if padding == "max_length" else False,
+        )
+
+    return data.map(encode, batched=True, remove_columns=["text"], desc="tokenizing")
+
+
+def _check_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def finetune(
+    model: nn.Module | str,
+    data,
+    *,
+    tokenizer=None,
+    max_length: int = 128,
+    batch_size: int = 16,
+    epochs: float = 2,
+    learning_rate: float = 5e-5,
+    weight_decay: float = 0.01,
+    warmup: float = 0.1,
+    precision: str = "auto",
+    padding: str = "dynamic",
+    gradient_accumulation_steps: int = 1,
+    seed: int = 0,
+    output_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    checkpoint_every: int | None = None,
+    train_limit: int | None = None,
+    eval_limit: int | None = None,
+    quiet: bool = False,
+    callbacks: Sequence = (),
+) -> FinetuneResult:
+    """Fine-tune ``model`` on ``data`` and evaluate the best checkpoint on the test split.
+
+    Args:
+        model: a sequence-classification model, or a name for :func:`lightft.load_model`.
+        data: a ``DatasetDict`` with train/validation/test and text/label, or a name/path for
+            :func:`lightft.load_dataset`.
+        tokenizer: defaults to the tokenizer of ``model`` (its ``name_or_path``).
+        max_length: longest sequence in tokens; longer texts are truncated.
+        padding: ``"dynamic"`` pads each batch to its longest text (``DataCollatorWithPadding``);
+            ``"max_length"`` pads every text to ``max_length`` (the usual, slower recipe).
+        epochs: passes over the training split (may be fractional).
+        warmup: linear warm-up, as a fraction of all steps (< 1) or a number of steps (>= 1).
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (GPU only); see
+            :func:`resolve_precision`.
+        seed: seeds the head, the data order and dropout; same seed, same machine: same metrics.
+        output_dir: where checkpoints and the best model (``output_dir/best``) go; a temporary folder
+            when omitted. An existing non-empty folder is refused unless ``overwrite`` or ``resume``.
+        resume: continue from the newest checkpoint in ``output_dir`` (after an interruption).
+        checkpoint_every: save a checkpoint every this many optimizer steps (default: twice an epoch).
+        train_limit, eval_limit: use only the first N training / validation+test examples (a budget).
+        quiet: no progress bars or logs.
+        callbacks: extra ``transformers.TrainerCallback`` objects.
+    """
+    import tempfile
+
+    import transformers
+    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+
+    from lightft.data import load_dataset
+    from lightft.environment import hardware_summary
+    from lightft.evaluation import classification_metrics
+    from lightft.models import load_model, load_tokenizer
+
+    max_length = _check_int("max_length", max_length)
+    batch_size = _check_int("batch_size", batch_size)
+    gradient_accumulation_steps = _check_int("gradient_accumulation_steps", gradient_accumulation_steps)
+    if not isinstance(epochs, (int, float)) or isinstance(epochs, bool) or not epochs > 0:
+        raise ValueError(f"epochs must be a positive number, got {epochs!r}")
+    if not isinstance(learning_rate, (int, float)) or not 0 < learning_rate < 1:
+        raise ValueError(f"learning_rate must be a number in (0, 1), got {learning_rate!r}")
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {', '.join(PADDINGS)}; got {padding!r}")
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0 (a fraction < 1 or a number of steps), got {warmup!r}")
+    precision_name, precision_reason = resolve_precision(precision)
+
+    if isinstance(data, (str, os.PathLike)):
+        data = load_dataset(data, seed=seed)
+    for split in ("train", "validation", "test"):
+        if split not in data:
+            raise ValueError(f"data must have train, validation and test splits; it has {list(data)}")
+        if not {"text", "label"} <= set(data[split].column_names):
+            raise ValueError(f"data[{split!r}] needs columns text and label; has {data[split].column_names}")
+        if len(data[split]) == 0:
+            raise ValueError(f"data[{split!r}] is empty")
+    label_names = data["train"].features["label"].names if hasattr(data["train"].features["label"], "names") else None
+    num_labels = len(label_names) if label_names else int(max(data["train"]["label"]) + 1)
+
+    if isinstance(model, (str, os.PathLike)):
+        if tokenizer is None:
+            tokenizer = load_tokenizer(model)
+        model = load_model(model, labels=label_names, seed=seed) if label_names else load_model(model, num_labels, seed=seed)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module or a model name, got {type(model).__name__}")
+    head = getattr(model.config, "num_labels", None)
+    if head is not None and head != num_labels:
+        raise ValueError(f"the model's head has {head} classes but the data has {num_labels}")
+    if tokenizer is None:
+        tokenizer = load_tokenizer(model.config._name_or_path or "minilm-l6")
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and max_length > limit:
+        raise ValueError(f"max_length={max_length} exceeds the model's limit of {limit} positions")
+
+    if output_dir is None:
+        output_dir = tempfile.mkdtemp(prefix="lightft-")
+    out = Path(output_dir)
+    checkpoints = sorted(out.glob("checkpoint-*")) if out.is_dir() else []
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output_dir {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not resume:
+        if not overwrite:
+            raise FileExistsError(
+                f"output_dir {out} exists and is not empty; pass overwrite=True to replace it or resume=True to continue"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK):
+        raise PermissionError(f"output_dir {out} is not writable")
+
+    train = data["train"].select(range(min(train_limit, len(data["train"])))) if train_limit else data["train"]
+    validation = data["validation"].select(range(min(eval_limit, len(data["validation"])))) if eval_limit else data["validation"]
+    test = data["test"].select(range(min(eval_limit, len(data["test"])))) if eval_limit else data["test"]
+    import datasets as hf_datasets
+
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_datasets.is_progress_bar_enabled()
+    if quiet:
+        hf_datasets.disable_progress_bars()
+        hf_logging.disable_progress_bar()  # "Writing model shards" bars of save_pretrained
+    try:
+        encoded = {name: _tokenize(ds, tokenizer, max_length, padding) for name, ds in
+                   (("train", train), ("validation", validation), ("test", test))}
+    finally:
+        if quiet and bars:
+            hf_datasets.enable_progress_bars()
+    train_tokens = int(sum(int(np.sum(m)) for m in encoded["train"]["attention_mask"]))
+    padded_tokens = int(sum(len(m) for m in encoded["train"]["attention_mask"]))
+
+    steps_per_epoch = math.ceil(len(train) / (batch_size * gradient_accumulation_steps))
+    save_steps = checkpoint_every or max(1, steps_per_epoch // 2)
+
+    def compute_metrics(prediction):
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        return classification_metrics(prediction.label_ids, np.argmax(logits, axis=-1), num_labels=num_labels)
+
+    sample_rss = _peak_rss_sampler()
+    on_gpu = torch.cuda.is_available()
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
+
+    class _Measure(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            sample_rss()
+
+    class _KeepBest(TrainerCallback):
+        """Save the model to output_dir/best whenever validation accuracy improves (safetensors)."""
+
+        def __init__(self):
+            record = out / BEST / "best.json"
+            self.best = json.loads(record.read_text())["eval_accuracy"] if record.exists() else -1.0
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            accuracy = (metrics or {}).get("eval_accuracy")
+            if accuracy is not None and accuracy > self.best:
+                self.best = accuracy
+                target = out / BEST
+                kwargs["model"].save_pretrained(target, safe_serialization=True)
+                tokenizer.save_pretrained(target)
+                (target / "best.json").write_text(json.dumps({**metrics, "epoch": state.epoch, "step": state.global_step}))
+
+    args = TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=max(batch_size, 32),
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        num_train_epochs=float(epochs),
+        learning_rate=float(learning_rate),
+        weight_decay=float(weight_decay),
+        warmup_steps=float(warmup) if warmup < 1 else int(warmup),
+        eval_strategy="epoch",
+        save_strategy="steps",
+        save_steps=save_steps,
+        save_total_limit=2,
+        logging_strategy="steps",
+        logging_steps=max(1, steps_per_epoch // 4),
+        bf16=precision_name == "bf16",
+        fp16=precision_name == "fp16",
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        disable_tqdm=quiet,
+        log_level="error" if quiet else "passive",
+        dataloader_num_workers=0,
+        use_cpu=not on_gpu,
+    )
+    collator = DataCollatorWithPadding(tokenizer) if padding == "dynamic" else transformers.default_data_collator
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=encoded["train"],
+        eval_dataset=encoded["validation"],
+        processing_class=tokenizer,
+        data_collator=collator,
+        compute_metrics=compute_metrics,
+        callbacks=[_Measure(), _KeepBest(), *callbacks],
+    )
+    if quiet:
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+    else:
+        print(f"precision: {precision_name} ({precision_reason})")
+    resume_from = bool(resume and checkpoints)
+    if resume and not checkpoints and not quiet:
+        print(f"resume=True but {out} has no checkpoint: starting from scratch")
+    start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=True if resume_from else None)
+    train_seconds = time.perf_counter() - start
+
+    best_record = out / BEST / "best.json"
+    best_epoch = None
+    if best_record.exists():
+        from safetensors.torch import load_file
+
+        state = load_file(out / BEST / "model.safetensors")
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or [m for m in missing if "position_ids" not in m]:
+            raise RuntimeError(f"best checkpoint does not match the model: missing {missing}, unexpected {unexpected}")
+        best_epoch = json.loads(best_record.read_text()).get("epoch")
+    validation_metrics = trainer.evaluate(encoded["validation"], metric_key_prefix="validation")
+    test_metrics = trainer.evaluate(encoded["test"], metric_key_prefix="test")
+    peak = torch.cuda.max_memory_allocated() if on_gpu else sample_rss()
+    epochs_run = float(output.metrics.get("epoch", epochs))
+    if quiet and bars:
+        hf_logging.enable_progress_bar()
+    result = FinetuneResult(
+        metrics={k.removeprefix("test_"): v for k, v in test_metrics.items()
+                 if k.removeprefix("test_") in {"accuracy", "f1", "precision", "recall", "macro_f1", "weighted_f1", "loss"}},
+        validation_metrics={k.removeprefix("validation_"): v for k, v in validation_metrics.items()
+                            if not k.endswith(("runtime", "per_second"))},
+        history=list(trainer.state.log_history),
+        train_seconds=train_seconds,
+        examples_per_second=len(train) * epochs_run / train_seconds,
+        tokens_per_second=train_tokens * epochs_run / train_seconds,
+        peak_memory_bytes=int(peak),
+        precision=precision_name,
+        precision_reason=precision_reason,
+        hardware=hardware_summary(),
+        steps=int(trainer.state.global_step),
+        epochs=epochs_run,
+        best_epoch=best_epoch,
+        output_dir=str(out),
+        model=model,
+    )
+    (out / BEST).mkdir(exist_ok=True)
+    summary = result.summary()
+    summary["padding_efficiency"] = train_tokens / max(padded_tokens, 1) if padding == "max_length" else 1.0
+    (out / "result.json").write_text(json.dumps(summary, indent=1, default=str))
+    return result
+
+
+@dataclass
+class Prediction:
+    """Labels (names when the model has them), class indices and class probabilities, shape (n, k)."""
+
+    labels: list[str]
+    indices: list[int]
+    probabilities: np.ndarray
+
+
+def predict(model_dir: str | os.PathLike, texts: Sequence[str] | str, *, batch_size: int = 32,
+            max_length: int = 128) -> Prediction:
+    """Classify ``texts`` with a model saved by :func:`finetune` (its ``output_dir`` or ``best`` folder)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, Sequence) or not all(isinstance(t, str) for t in texts):
+        raise TypeError("texts must be a string or a list of strings")
+    if len(texts) == 0:
+        raise ValueError("texts is empty; pass at least one string")
+    batch_size = _check_int("batch_size", batch_size)
+    folder = Path(model_dir)
+    if (folder / BEST / "config.json").exists():
+        folder = folder / BEST
+    if not (folder / "config.json").exists():
+        raise FileNotFoundError(f"{model_dir}: no saved model here (expected config.json or {BEST}/config.json)")
+    if not (folder / "model.safetensors").exists():
+        raise FileNotFoundError(f"{folder}: no model.safetensors; lightft loads safetensors weights only")
+    from lightft.models import _quiet_transformers
+
+    with _quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            folder, local_files_only=True, use_safetensors=True, trust_remote_code=False
+        ).eval()
+    probabilities = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), batch_size):
+            batch = tokenizer(list(texts[i:i + batch_size]), truncation=True, max_length=max_length,
+                              padding=True, return_tensors="pt")
+            probabilities.append(torch.softmax(model(**batch).logits.float(), dim=-1).numpy())
+    probs = np.concatenate(probabilities)
+    indices = probs.argmax(axis=-1).tolist()
+    id2label = model.config.id2label or {}
+    return Prediction([str(id2label.get(i, i)) for i in indices], indices, probs)

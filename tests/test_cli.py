@@ -1,0 +1,54 @@
+"""The command line: one JSON line of metrics, predictions, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lightft", *args], capture_output=True, text=True, env=ENV,
+                          timeout=600)
+
+
+def test_finetune_then_predict(tmp_path):
+    out = tmp_path / "rt"
+    done = run("finetune", "--output", str(out), "--train-limit", "32", "--eval-limit", "32",
+               "--epochs", "1", "--max-length", "32", "--precision", "fp32", "--quiet")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert 0 <= summary["test"]["accuracy"] <= 1 and summary["precision"] == "fp32"
+    pred = run("predict", "--model", str(out), "a gripping, funny film", "a dull mess")
+    assert pred.returncode == 0, pred.stderr
+    lines = [json.loads(line) for line in pred.stdout.strip().splitlines()]
+    assert [line["text"] for line in lines] == ["a gripping, funny film", "a dull mess"]
+    assert all(abs(sum(line["probabilities"]) - 1) < 1e-3 for line in lines)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["finetune", "--output", "{tmp}/a", "--batch-size", "-1"], "positive integer"),
+        (["finetune", "--output", "{tmp}/a", "--model", "no-such-model"], "minilm-l6"),
+        (["finetune", "--output", "{tmp}/a", "--data", "no-such-dataset"], "rotten_tomatoes"),
+        (["finetune", "--output", "{tmp}/a", "--data", "{tmp}/missing.csv"], "no such file"),
+        (["finetune", "--output", "{tmp}/full"], "not empty"),
+        (["predict", "--model", "{tmp}/nothing", "text"], "no saved model"),
+        (["finetune"], "required"),
+    ],
+)
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    done = run(*[a.format(tmp=tmp_path) for a in args])
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
+    assert not (tmp_path / "a").exists()
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine"

@@ -1,0 +1,94 @@
+"""lightft.train: the fine-tune is deterministic, resumes after an interruption, saves and predicts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from transformers import TrainerCallback
+
+import lightft
+from lightft.train import finetune, predict, resolve_precision
+
+BUDGET = dict(max_length=32, batch_size=8, epochs=2, train_limit=48, eval_limit=32, quiet=True,
+              precision="fp32", checkpoint_every=2)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return lightft.load_dataset("rotten_tomatoes")
+
+
+class _Interrupt(TrainerCallback):
+    def __init__(self, at_step: int):
+        self.at_step = at_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.at_step:
+            raise KeyboardInterrupt  # what Ctrl-C raises mid-epoch
+
+
+def test_same_seed_same_metrics_and_resume_after_interruption(data, tmp_path):
+    a = finetune("minilm-l6", data, output_dir=tmp_path / "a", seed=0, **BUDGET)
+    b = finetune("minilm-l6", data, output_dir=tmp_path / "b", seed=0, **BUDGET)
+    assert a.metrics == b.metrics and a.steps == b.steps == 12
+    assert [h.get("loss") for h in a.history] == [h.get("loss") for h in b.history]
+
+    with pytest.raises(KeyboardInterrupt):  # stopped mid-epoch 1, after the checkpoint at step 4
+        finetune("minilm-l6", data, output_dir=tmp_path / "c", seed=0, callbacks=[_Interrupt(5)], **BUDGET)
+    assert (tmp_path / "c" / "checkpoint-4").is_dir()
+    c = finetune("minilm-l6", data, output_dir=tmp_path / "c", seed=0, resume=True, **BUDGET)
+    assert c.steps == a.steps
+    assert c.metrics == pytest.approx(a.metrics, abs=1e-6)
+
+
+def test_result_fields_files_and_predict(data, tmp_path):
+    r = finetune("minilm-l6", data, output_dir=tmp_path, seed=1, **BUDGET)
+    assert set(r.metrics) >= {"accuracy", "f1", "precision", "recall"}
+    assert r.examples_per_second > 0 and r.tokens_per_second > r.examples_per_second
+    assert r.peak_memory_bytes > 100 * 2**20 and r.precision == "fp32"
+    assert any("eval_accuracy" in h for h in r.history)
+    assert (tmp_path / "best" / "model.safetensors").exists()
+    assert json.loads((tmp_path / "result.json").read_text())["steps"] == r.steps
+    pred = predict(tmp_path, ["a gripping, funny film", "a dull, lifeless mess"])
+    assert pred.probabilities.shape == (2, 2)
+    assert set(pred.labels) <= {"negative", "positive"}
+    assert abs(pred.probabilities.sum(1) - 1).max() < 1e-5
+
+
+def test_existing_output_dir_is_refused_and_kept(data, tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not empty"):
+        finetune("minilm-l6", data, output_dir=tmp_path, **BUDGET)
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": -1}, "batch_size must be an integer >= 1"),
+        ({"max_length": 0}, "max_length must be an integer >= 1"),
+        ({"max_length": 4096}, "exceeds the model's limit of 512"),
+        ({"precision": "fp8"}, "precision must be one of"),
+        ({"padding": "longest"}, "padding must be one of"),
+        ({"epochs": 0}, "epochs must be a positive number"),
+    ],
+)
+def test_bad_arguments(data, tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        finetune("minilm-l6", data, output_dir=tmp_path / "x", **{**BUDGET, **kwargs})
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_fp16_on_cpu_is_refused_with_a_reason():
+    with pytest.raises(ValueError, match="loss scaling"):
+        resolve_precision("fp16", device="cpu")
+    name, reason = resolve_precision("auto", device="cpu")
+    assert name in {"bf16", "fp32"} and reason
+
+
+def test_predict_bad_input(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no saved model"):
+        predict(tmp_path, ["text"])
+    with pytest.raises(ValueError, match="empty"):
+        predict(tmp_path, [])
