@@ -6,16 +6,29 @@ Each module is named after the idea it holds and names its chapter in its docstr
 * :mod:`lightft.data`       the embedded datasets, user files and hub datasets, split the same way
 * :mod:`lightft.models`     loading the embedded encoder or a hub model; counting parameters
 * :mod:`lightft.memory`     what a model costs in memory: weights, gradients, optimizer, activations
+* :mod:`lightft.architectures` bert-base/large, DistilBERT, MiniLM from configs; BERT -> DistilBERT
+* :mod:`lightft.latency`    CPU/GPU inference latency, measured side by side
+* :mod:`lightft.train`      the fine-tune (Hugging Face Trainer) and prediction
+* :mod:`lightft.evaluation` metrics from predictions (scikit-learn)
 * :mod:`lightft.environment` the hardware and library versions a build ran on
 
 Importing lightft is cheap: no data is read and no model is loaded until a function asks for it.
 """
 
-from lightft.attention import MultiHeadSelfAttention, scaled_dot_product_attention
+from lightft.architectures import (
+    ARCHITECTURES,
+    architecture_config,
+    bert_to_distilbert,
+    build_encoder,
+    save_as_distilbert,
+)
+from lightft.attention import MultiHeadSelfAttention, causal_mask, padding_mask, scaled_dot_product_attention
 from lightft.data import EMBEDDED_DATASETS, DataFileError, load_dataset, split_summary
 from lightft.environment import hardware_summary, library_versions
+from lightft.evaluation import classification_metrics
 from lightft.hub import HubUnreachableError, hub_reachable
-from lightft.memory import activation_bytes, footprint
+from lightft.latency import LatencyResult, compare_latency, encoder_forward_flops, measure_latency
+from lightft.memory import MemoryFootprint, activation_bytes, bert_activation_estimate, footprint
 from lightft.models import (
     EMBEDDED_MODELS,
     count_parameters,
@@ -24,10 +37,30 @@ from lightft.models import (
     load_tokenizer,
     parameter_breakdown,
 )
+from lightft.train import FinetuneResult, Prediction, finetune, predict, resolve_precision
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ARCHITECTURES",
+    "FinetuneResult",
+    "LatencyResult",
+    "MemoryFootprint",
+    "Prediction",
+    "architecture_config",
+    "bert_activation_estimate",
+    "bert_to_distilbert",
+    "build_encoder",
+    "causal_mask",
+    "classification_metrics",
+    "compare_latency",
+    "encoder_forward_flops",
+    "finetune",
+    "measure_latency",
+    "padding_mask",
+    "predict",
+    "resolve_precision",
+    "save_as_distilbert",
     "EMBEDDED_DATASETS",
     "EMBEDDED_MODELS",
     "DataFileError",

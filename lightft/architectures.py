@@ -82,7 +82,9 @@ def architecture_config(name: str):
     from transformers import BertConfig, DistilBertConfig
 
     if not isinstance(name, str):
-        raise TypeError(f"architecture name must be a string, got {type(name).__name__}; accepted: {sorted(ARCHITECTURES)}")
+        raise TypeError(
+            f"architecture name must be a string, got {type(name).__name__}; accepted: {sorted(ARCHITECTURES)}"
+        )
     key = name.strip().lower()
     if key == "bert-base":
         return BertConfig()
@@ -155,7 +157,9 @@ def _bert_encoder(model: Any) -> nn.Module:
     if isinstance(model, nn.Module) and isinstance(getattr(model, "bert", None), BertModel):
         return model.bert
     if isinstance(model, (DistilBertModel, DistilBertPreTrainedModel)):
-        raise TypeError(f"{type(model).__name__} is already in DistilBERT layout; bert_to_distilbert expects {accepted}")
+        raise TypeError(
+            f"{type(model).__name__} is already in DistilBERT layout; bert_to_distilbert expects {accepted}"
+        )
     raise TypeError(f"bert_to_distilbert expects {accepted}; got {type(model).__name__}")
 
 
@@ -350,7 +354,7 @@ def save_as_distilbert(
     Returns:
         The folder, as a ``Path``.
     """
-    from lightft.models import load_model, load_tokenizer
+    from lightft.models import _quiet_transformers, load_model, load_tokenizer
 
     if not isinstance(folder, (str, os.PathLike)):
         raise TypeError(f"folder must be a path, got {type(folder).__name__}")
@@ -376,6 +380,7 @@ def save_as_distilbert(
         out.config.label2id = {name: i for i, name in enumerate(labels)}
     path = Path(folder).expanduser()
     path.mkdir(parents=True, exist_ok=True)
-    out.save_pretrained(path)  # transformers 5 always writes model.safetensors
-    _distilbert_tokenizer(tokenizer).save_pretrained(path)
+    with _quiet_transformers():
+        out.save_pretrained(path)  # transformers 5 always writes model.safetensors
+        _distilbert_tokenizer(tokenizer).save_pretrained(path)
     return path
