@@ -22,9 +22,20 @@ from lightft.architectures import (
     build_encoder,
     save_as_distilbert,
 )
-from lightft.attention import MultiHeadSelfAttention, causal_mask, padding_mask, scaled_dot_product_attention
+from lightft.attention import (
+    AttentionCost,
+    CapturedAttention,
+    MultiHeadSelfAttention,
+    attention_cost,
+    capture_attention,
+    causal_mask,
+    padding_mask,
+    plot_attention,
+    scaled_dot_product_attention,
+    scaling_statistics,
+)
 from lightft.data import EMBEDDED_DATASETS, DataFileError, load_dataset, split_summary
-from lightft.environment import hardware_summary, library_versions
+from lightft.environment import hardware_summary, library_versions, package_version
 from lightft.evaluation import classification_metrics
 from lightft.hub import HubUnreachableError, hub_reachable
 from lightft.latency import LatencyResult, compare_latency, encoder_forward_flops, measure_latency
@@ -42,6 +53,13 @@ from lightft.train import FinetuneResult, Prediction, finetune, predict, resolve
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionCost",
+    "CapturedAttention",
+    "attention_cost",
+    "capture_attention",
+    "plot_attention",
+    "scaling_statistics",
+    "package_version",
     "ARCHITECTURES",
     "FinetuneResult",
     "LatencyResult",

@@ -11,11 +11,11 @@ import platform
 import sys
 from importlib import metadata
 
-__all__ = ["cpu_name", "hardware_summary", "library_versions"]
+__all__ = ["cpu_name", "hardware_summary", "library_versions", "package_version"]
 
 LIBRARIES = (
     "lightft", "torch", "transformers", "datasets", "accelerate", "tokenizers", "safetensors",
-    "scikit-learn", "numpy", "matplotlib", "jupyter-book", "myst-nb", "jupytext", "nbmake",
+    "peft", "scikit-learn", "numpy", "matplotlib", "jupyter-book", "myst-nb", "jupytext", "nbmake",
 )
 
 
@@ -55,3 +55,27 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def package_version(name: str) -> str:
+    """The installed version of one distribution, as ``importlib.metadata`` reports it.
+
+    Args:
+        name: a distribution name as ``pip`` spells it, e.g. ``"peft"`` or ``"scikit-learn"``
+            (not the import name ``sklearn``).
+
+    Returns:
+        The version string, or ``"not installed"`` when no such distribution is installed.
+
+    Raises:
+        TypeError: ``name`` is not a string.
+        ValueError: ``name`` is empty or only whitespace.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"package name must be a string such as 'peft', got {type(name).__name__}")
+    if not name.strip():
+        raise ValueError("package name is empty; pass a distribution name such as 'peft' or 'scikit-learn'")
+    try:
+        return metadata.version(name.strip())
+    except metadata.PackageNotFoundError:
+        return "not installed"

@@ -52,3 +52,25 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
     assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
     assert not (tmp_path / "a").exists()
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+
+
+def test_bench_prints_one_json_line_of_measurements():
+    done = run("bench", "--train-limit", "32", "--eval-limit", "32", "--epochs", "1", "--max-length", "32",
+               "--precision", "fp32")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1
+    summary = json.loads(lines[0])
+    assert summary["precision"] == "fp32" and summary["steps"] == 2  # 32 examples / batch 16, one epoch
+    assert 0 <= summary["test_accuracy"] <= 1 and 0 <= summary["test_f1"] <= 1
+    assert summary["train_seconds"] > 0 and summary["examples_per_second"] > 0 and summary["peak_memory_mib"] > 0
+    assert summary["hardware"]
+
+
+@pytest.mark.parametrize("args, message", [(["--epochs", "0"], "positive number"),
+                                           (["--data", "no-such-dataset"], "rotten_tomatoes")])
+def test_bench_bad_input_one_line_exit_2(args, message):
+    done = run("bench", "--train-limit", "16", *args)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
