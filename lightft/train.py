@@ -127,6 +127,45 @@ def _tokenize(data, tokenizer, max_length: int, padding: str):
     return data.map(encode, batched=True, remove_columns=["text"], desc="tokenizing")
 
 
+def _check_free_space(out: Path, model: nn.Module, existing_checkpoints: int = 0, keep: int = 2) -> None:
+    """Refuse to start when the disk holding ``out`` cannot take the checkpoints the run will write.
+
+    Each checkpoint holds the weights plus AdamW's two fp32 moments per trainable parameter; the
+    ``Trainer`` keeps ``keep`` of them and writes the next one before it deletes the oldest; ``best/``
+    holds the weights once more. Failing here, before training, beats failing at the first save.
+    """
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    optimizer = sum(2 * 4 * p.numel() for p in model.parameters() if p.requires_grad)
+    needed = max(1, keep + 1 - existing_checkpoints) * (weights + optimizer) + weights
+    anchor = out
+    while not anchor.exists() and anchor != anchor.parent:
+        anchor = anchor.parent
+    free = shutil.disk_usage(anchor).free
+    if free < needed:
+        raise OSError(
+            28, f"not enough free disk space for output_dir {out}: the checkpoints need about "
+                f"{needed / 2**20:.0f} MiB, {free / 2**20:.0f} MiB free on that disk"
+        )
+
+
+def _make_writable_folder(out: Path) -> None:
+    """Create ``out`` (and missing parents) and prove it is writable with a probe file; on failure
+    remove what was created and raise ``PermissionError`` naming the folder."""
+    top = out
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    created = not top.exists()
+    probe = out / ".lightft-write-test"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as err:
+        if created:
+            shutil.rmtree(top, ignore_errors=True)
+        raise PermissionError(f"output_dir {out} is not writable ({err.strerror or err})") from None
+
+
 def _check_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -156,6 +195,8 @@ def finetune(
     eval_limit: int | None = None,
     quiet: bool = False,
     callbacks: Sequence = (),
+    gradient_checkpointing: bool = False,
+    compute_loss_func=None,
 ) -> FinetuneResult:
     """Fine-tune ``model`` on ``data`` and evaluate the best checkpoint on the test split.
 
@@ -179,6 +220,10 @@ def finetune(
         train_limit, eval_limit: use only the first N training / validation+test examples (a budget).
         quiet: no progress bars or logs.
         callbacks: extra ``transformers.TrainerCallback`` objects.
+        gradient_checkpointing: recompute activations in the backward pass instead of storing them
+            (less memory, more time; see the strategies chapter).
+        compute_loss_func: a custom loss ``f(outputs, labels, num_items_in_batch) -> loss`` passed to
+            the ``Trainer`` (e.g. a class-weighted cross-entropy); the model's own loss when ``None``.
     """
     import tempfile
 
@@ -213,7 +258,19 @@ def finetune(
         if len(data[split]) == 0:
             raise ValueError(f"data[{split!r}] is empty")
     label_names = data["train"].features["label"].names if hasattr(data["train"].features["label"], "names") else None
+    for split in ("train", "validation", "test"):
+        values = np.asarray(data[split]["label"])
+        if values.dtype.kind not in "iu":
+            raise TypeError(f"data[{split!r}] labels must be integers 0..K-1, got dtype {values.dtype}")
     num_labels = len(label_names) if label_names else int(max(data["train"]["label"]) + 1)
+    for split in ("train", "validation", "test"):
+        values = np.asarray(data[split]["label"])
+        if values.min() < 0 or values.max() >= num_labels:
+            bad = int(values[(values < 0) | (values >= num_labels)][0])
+            raise ValueError(
+                f"data[{split!r}] has label {bad}, out of range: labels must be 0..{num_labels - 1} "
+                f"({num_labels} classes, from the training split)"
+            )
 
     if isinstance(model, (str, os.PathLike)):
         if tokenizer is None:
@@ -241,10 +298,15 @@ def finetune(
             raise FileExistsError(
                 f"output_dir {out} exists and is not empty; pass overwrite=True to replace it or resume=True to continue"
             )
+    if out.is_dir() and resume:  # a link inside output_dir must not lead writes outside it
+        root = out.resolve()
+        for entry in out.rglob("*"):
+            if entry.is_symlink() and not entry.resolve().is_relative_to(root):
+                raise ValueError(f"output_dir {out} holds a link {entry} that points outside it; remove it")
+    _check_free_space(out, model, existing_checkpoints=len(checkpoints))
+    if out.is_dir() and any(out.iterdir()) and not resume:
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if not os.access(out, os.W_OK):
-        raise PermissionError(f"output_dir {out} is not writable")
+    _make_writable_folder(out)
 
     train = data["train"].select(range(min(train_limit, len(data["train"])))) if train_limit else data["train"]
     validation = data["validation"].select(range(min(eval_limit, len(data["validation"])))) if eval_limit else data["validation"]
@@ -285,18 +347,34 @@ def finetune(
     class _KeepBest(TrainerCallback):
         """Save the model to output_dir/best whenever validation accuracy improves (safetensors)."""
 
+        # Written into a side folder and renamed into place, so that a run killed mid-save (SIGKILL,
+        # power loss) leaves either the old best or the new one, never half of one.
         def __init__(self):
-            record = out / BEST / "best.json"
+            target, partial, old = out / BEST, out / ".best-partial", out / ".best-old"
+            if not (target / "best.json").exists():
+                for candidate in (partial, old):  # killed between the two renames below
+                    if (candidate / "best.json").exists():
+                        shutil.rmtree(target, ignore_errors=True)
+                        candidate.rename(target)
+                        break
+            for leftover in (partial, old):
+                shutil.rmtree(leftover, ignore_errors=True)
+            record = target / "best.json"
             self.best = json.loads(record.read_text())["eval_accuracy"] if record.exists() else -1.0
 
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
             accuracy = (metrics or {}).get("eval_accuracy")
             if accuracy is not None and accuracy > self.best:
                 self.best = accuracy
-                target = out / BEST
-                kwargs["model"].save_pretrained(target, safe_serialization=True)
-                tokenizer.save_pretrained(target)
-                (target / "best.json").write_text(json.dumps({**metrics, "epoch": state.epoch, "step": state.global_step}))
+                target, partial, old = out / BEST, out / ".best-partial", out / ".best-old"
+                shutil.rmtree(partial, ignore_errors=True)
+                kwargs["model"].save_pretrained(partial, safe_serialization=True)
+                tokenizer.save_pretrained(partial)
+                (partial / "best.json").write_text(json.dumps({**metrics, "epoch": state.epoch, "step": state.global_step}))
+                if target.exists():
+                    target.rename(old)
+                partial.rename(target)
+                shutil.rmtree(old, ignore_errors=True)
 
     args = TrainingArguments(
         output_dir=str(out),
@@ -322,6 +400,7 @@ def finetune(
         log_level="error" if quiet else "passive",
         dataloader_num_workers=0,
         use_cpu=not on_gpu,
+        gradient_checkpointing=bool(gradient_checkpointing),
     )
     collator = DataCollatorWithPadding(tokenizer) if padding == "dynamic" else transformers.default_data_collator
     trainer = Trainer(
@@ -333,6 +412,7 @@ def finetune(
         data_collator=collator,
         compute_metrics=compute_metrics,
         callbacks=[_Measure(), _KeepBest(), *callbacks],
+        compute_loss_func=compute_loss_func,
     )
     if quiet:
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -341,11 +421,22 @@ def finetune(
         trainer.remove_callback(ProgressCallback)
     else:
         print(f"precision: {precision_name} ({precision_reason})")
-    resume_from = bool(resume and checkpoints)
-    if resume and not checkpoints and not quiet:
-        print(f"resume=True but {out} has no checkpoint: starting from scratch")
+    # A checkpoint is complete once trainer_state.json, written last, is there; a run killed while
+    # saving leaves a newer, incomplete one, which is removed so that the run resumes from the last
+    # complete checkpoint.
+    def _step(path: Path) -> int:
+        return int(path.name.rsplit("-", 1)[1]) if path.name.rsplit("-", 1)[1].isdigit() else -1
+
+    complete = [c for c in checkpoints if _step(c) >= 0 and (c / "trainer_state.json").is_file()]
+    resume_from = max(complete, key=_step) if resume and complete else None
+    if resume_from is not None:
+        for c in checkpoints:
+            if _step(c) > _step(resume_from) and c not in complete:
+                shutil.rmtree(c)
+    if resume and resume_from is None and not quiet:
+        print(f"resume=True but {out} has no complete checkpoint: starting from scratch")
     start = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=True if resume_from else None)
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     train_seconds = time.perf_counter() - start
 
     best_record = out / BEST / "best.json"
@@ -353,10 +444,18 @@ def finetune(
     if best_record.exists():
         from safetensors.torch import load_file
 
-        state = load_file(out / BEST / "model.safetensors")
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or [m for m in missing if "position_ids" not in m]:
-            raise RuntimeError(f"best checkpoint does not match the model: missing {missing}, unexpected {unexpected}")
+        adapter = out / BEST / "adapter_model.safetensors"
+        if not (out / BEST / "model.safetensors").exists() and adapter.exists():  # a peft (e.g. LoRA) model
+            from peft import set_peft_model_state_dict  # saves only its adapter and head
+
+            result = set_peft_model_state_dict(model, load_file(adapter))
+            if result.unexpected_keys:
+                raise RuntimeError(f"best adapter does not match the model: unexpected {result.unexpected_keys}")
+        else:
+            state = load_file(out / BEST / "model.safetensors")
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            if unexpected or [m for m in missing if "position_ids" not in m]:
+                raise RuntimeError(f"best checkpoint does not match the model: missing {missing}, unexpected {unexpected}")
         best_epoch = json.loads(best_record.read_text()).get("epoch")
     validation_metrics = trainer.evaluate(encoded["validation"], metric_key_prefix="validation")
     test_metrics = trainer.evaluate(encoded["test"], metric_key_prefix="test")
@@ -416,9 +515,9 @@ def predict(model_dir: str | os.PathLike, texts: Sequence[str] | str, *, batch_s
         folder = folder / BEST
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"{model_dir}: no saved model here (expected config.json or {BEST}/config.json)")
-    if not (folder / "model.safetensors").exists():
-        raise FileNotFoundError(f"{folder}: no model.safetensors; lightft loads safetensors weights only")
-    from lightft.models import _quiet_transformers
+    from lightft.models import _quiet_transformers, check_weights_folder
+
+    check_weights_folder(folder)  # safetensors only, header intact
 
     with _quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
