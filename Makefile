@@ -1,6 +1,7 @@
 # make book : create/refresh .venv, then build the book with every chapter executed -> _build/html
 # make test : create/refresh .venv, then unit tests (incl. the .md/.ipynb pair check), every notebook
-#             through nbmake (once), and a -W -n build that renders those executed notebooks.
+#             through nbmake (once), a -W -n build that renders those executed notebooks, and every page
+#             of that build opened in headless Chromium (make browser).
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= python3
@@ -11,8 +12,16 @@ SCRATCH := check-build
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
+# MathJax is vendored from npm (not loaded from a CDN), so the rendered book shows formulas offline.
+# It lives outside any _static folder (Jupyter Book would inject every .js there into every page) and is
+# copied next to the built pages as vendor/mathjax; _config.yml's mathjax_path points there.
+MATHJAX_VERSION := 3.2.2
+VENDOR := _build/vendor
+MATHJAX := $(VENDOR)/mathjax/es5/tex-mml-chtml.js
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv book test unit notebooks check-book pairs freeze clean
+.PHONY: venv book test unit notebooks check-book browser mathjax pairs freeze clean
 
 venv: $(STAMP)
 
@@ -26,10 +35,23 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $(STAMP)
 	@echo "==> $(VENV) ready: $$($(BIN)/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')"
 
-book: venv
+book: venv mathjax
 	@echo "==> building the book with every chapter executed -> _build/html"
 	$(BIN)/jupyter-book build -W -n --keep-going .
+	rm -rf _build/html/vendor/mathjax && mkdir -p _build/html/vendor && cp -R $(VENDOR)/mathjax _build/html/vendor/
 	@echo "==> open _build/html/index.html"
+
+mathjax: $(MATHJAX)
+
+$(MATHJAX):
+	@echo "==> vendoring MathJax $(MATHJAX_VERSION) from npm into $(VENDOR)/mathjax"
+	@command -v npm >/dev/null || { echo "npm is needed to vendor MathJax: apt-get install -y npm"; exit 1; }
+	rm -rf $(VENDOR)/npm $(VENDOR)/mathjax
+	npm install --silent --no-audit --no-fund --no-package-lock --prefix $(VENDOR)/npm mathjax@$(MATHJAX_VERSION)
+	mkdir -p $(VENDOR)/mathjax
+	cp -R $(VENDOR)/npm/node_modules/mathjax/es5 $(VENDOR)/npm/node_modules/mathjax/LICENSE $(VENDOR)/mathjax/
+	rm -rf $(VENDOR)/npm
+	@test -f $@
 
 unit: venv
 	@echo "==> 1/3 unit tests and the .md/.ipynb pair check (tests/)"
@@ -44,10 +66,25 @@ notebooks: venv
 	LIGHTFT_EXECUTION_LOG=$(abspath $(SCRATCH))/nbmake.xml $(BIN)/python -m pytest --nbmake --overwrite \
 		-p no:cacheprovider $(SCRATCH)/book/about.ipynb
 
-check-book: venv
+check-book: venv mathjax
 	@echo "==> 3/3 building the executed notebooks with -W -n (references, citations, glue keys, toc)"
 	$(BIN)/jupyter-book build -W -n --keep-going $(SCRATCH)
+	rm -rf $(SCRATCH)/_build/html/vendor/mathjax && mkdir -p $(SCRATCH)/_build/html/vendor
+	cp -R $(VENDOR)/mathjax $(SCRATCH)/_build/html/vendor/
 	@echo "==> rendered check build in $(SCRATCH)/_build/html"
+
+# Opens every page of the check build (make check-book) in headless Chromium: console errors, images,
+# MathJax, internal links, Colab links; screenshots of three pages in _build/screenshots/.
+browser: venv
+	@test -x $(CHROMIUM) || { echo "==> installing Debian's chromium (no $(CHROMIUM))"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+	@# the glossary's Chinese terms: without a CJK font the screenshots show empty boxes
+	@test -n "$$(fc-list :lang=zh 2>/dev/null)" || { echo "==> installing fonts-noto-cjk"; \
+		$(SUDO) apt-get install -y -qq fonts-noto-cjk || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq fonts-noto-cjk; }; }
+	@test -f $(SCRATCH)/_build/html/index.html || { echo "no check build in $(SCRATCH)/_build/html: run make notebooks check-book"; exit 1; }
+	@echo "==> every page of $(SCRATCH)/_build/html in headless Chromium ($(CHROMIUM))"
+	LIGHTFT_BOOK_HTML=$(abspath $(SCRATCH))/_build/html LIGHTFT_CHROMIUM=$(CHROMIUM) \
+		$(BIN)/python -m pytest -q -p no:cacheprovider -m browser tests/test_browser.py
 
 test: unit notebooks check-book
 	@echo "==> make test: all passed"

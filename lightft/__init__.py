@@ -10,6 +10,10 @@ Each module is named after the idea it holds and names its chapter in its docstr
 * :mod:`lightft.latency`    CPU/GPU inference latency, measured side by side
 * :mod:`lightft.train`      the fine-tune (Hugging Face Trainer) and prediction
 * :mod:`lightft.evaluation` metrics from predictions (scikit-learn)
+* :mod:`lightft.measure`, :mod:`lightft.strategies` the strategies chapter: throughput, FLOP/s, LoRA, int8, distillation
+* :mod:`lightft.baselines`  majority, TF-IDF and frozen-encoder baselines (evaluation chapter)
+* :mod:`lightft.sentiment`, :mod:`lightft.imbalance`, :mod:`lightft.retrieval` the applications chapter
+* :mod:`lightft.translation` the miniature translation Transformer
 * :mod:`lightft.environment` the hardware and library versions a build ran on
 
 Importing lightft is cheap: no data is read and no model is loaded until a function asks for it.
@@ -49,10 +53,90 @@ from lightft.models import (
     parameter_breakdown,
 )
 from lightft.train import FinetuneResult, Prediction, finetune, predict, resolve_precision
+from lightft.baselines import BaselineResult, embedding_baseline, encode_texts, majority_baseline, tfidf_baseline
+from lightft.evaluation import (BootstrapResult, CalibrationResult, CrossValidationResult, McNemarResult, calibration,
+    confusion_matrix, cross_validate, expected_calibration_error, mcnemar, paired_bootstrap, plot_confusion_matrix,
+    plot_reliability)
+from lightft.imbalance import class_weights, weighted_cross_entropy
+from lightft.measure import (Throughput, batch_accuracy, measure_accuracy, measure_inference, measure_training,
+    model_flops_utilisation, non_embedding_parameters, peak_matmul_flops, text_batches, training_flops_per_token)
+from lightft.retrieval import (Passage, Question, Retriever, contrastive_finetune, embed, find_passage, load_questions,
+    mean_pool, pseudo_queries, retrieval_metrics, split_book, split_chapter)
+from lightft.sentiment import ScoringSpeed, SentimentScorer, model_size_bytes, time_scoring
+from lightft.strategies import (accumulate_gradients, apply_lora, benchmark_strategies, bitfit, distill,
+    distillation_loss, enable_gradient_checkpointing, format_benchmark, freeze_encoder, quantize_int8, saved_size,
+    shallow_student)
+from lightft.translation import (TRANSLATOR_CONFIGS, MultiHeadCrossAttention, Translator, TranslatorConfig,
+    evaluate_translator, make_translation_splits, train_translator, translate)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BaselineResult",
+    "embedding_baseline",
+    "encode_texts",
+    "majority_baseline",
+    "tfidf_baseline",
+    "BootstrapResult",
+    "CalibrationResult",
+    "CrossValidationResult",
+    "McNemarResult",
+    "calibration",
+    "confusion_matrix",
+    "cross_validate",
+    "expected_calibration_error",
+    "mcnemar",
+    "paired_bootstrap",
+    "plot_confusion_matrix",
+    "plot_reliability",
+    "class_weights",
+    "weighted_cross_entropy",
+    "Throughput",
+    "batch_accuracy",
+    "measure_accuracy",
+    "measure_inference",
+    "measure_training",
+    "model_flops_utilisation",
+    "non_embedding_parameters",
+    "peak_matmul_flops",
+    "text_batches",
+    "training_flops_per_token",
+    "Passage",
+    "Question",
+    "Retriever",
+    "contrastive_finetune",
+    "embed",
+    "find_passage",
+    "load_questions",
+    "mean_pool",
+    "pseudo_queries",
+    "retrieval_metrics",
+    "split_book",
+    "split_chapter",
+    "ScoringSpeed",
+    "SentimentScorer",
+    "model_size_bytes",
+    "time_scoring",
+    "accumulate_gradients",
+    "apply_lora",
+    "benchmark_strategies",
+    "bitfit",
+    "distill",
+    "distillation_loss",
+    "enable_gradient_checkpointing",
+    "format_benchmark",
+    "freeze_encoder",
+    "quantize_int8",
+    "saved_size",
+    "shallow_student",
+    "TRANSLATOR_CONFIGS",
+    "MultiHeadCrossAttention",
+    "Translator",
+    "TranslatorConfig",
+    "evaluate_translator",
+    "make_translation_splits",
+    "train_translator",
+    "translate",
     "AttentionCost",
     "CapturedAttention",
     "attention_cost",

@@ -69,11 +69,22 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("texts", nargs="+", help="the texts to classify")
     pr.add_argument("--batch-size", type=_positive_int, default=32)
 
-    be = sub.add_parser("bench", help="rerun the fine-tuning chapter's headline run and print one JSON line",
-                        description="Fine-tune MiniLM-L6 on Rotten Tomatoes as in the fine-tuning chapter (2 epochs, "
-                                    "max length 64, batch 16, lr 5e-5, dynamic padding, auto precision) in a "
-                                    "temporary folder, and print one JSON line: test accuracy and F1, training wall "
-                                    "time, examples/s, tokens/s, peak memory, precision and hardware.")
+    be = sub.add_parser("bench", help="rerun a chapter's measurements (--suite finetune|strategies) and print JSON",
+                        description="--suite finetune (default): fine-tune MiniLM-L6 on Rotten Tomatoes as in the "
+                                    "fine-tuning chapter (2 epochs, max length 64, batch 16, lr 5e-5, dynamic padding, "
+                                    "auto precision) in a temporary folder, and print one JSON line: test accuracy and "
+                                    "F1, training wall time, examples/s, tokens/s, peak memory, precision and hardware. "
+                                    "--suite strategies: the strategies chapter's headline comparison (usual vs "
+                                    "lightweight recipe, at --train-limit/--eval-limit, default 320/300) and each "
+                                    "strategy's throughput, printed as a table followed by one JSON line; on a GPU "
+                                    "when one is available. --epochs, --max-length, --batch-size, --learning-rate, "
+                                    "--precision and --padding apply to the finetune suite only.")
+    be.add_argument("--suite", choices=["finetune", "strategies"], default="finetune",
+                    help="which chapter's measurements to rerun (default: finetune)")
+    be.add_argument("--steps", type=_positive_int, default=3,
+                    help="strategies suite: timed optimizer steps per throughput measurement")
+    be.add_argument("--skip-headline", action="store_true",
+                    help="strategies suite: throughput only, no fine-tunes")
     be.add_argument("--model", default="minilm-l6", help="'minilm-l6' (embedded), a saved model folder, or a hub name")
     be.add_argument("--data", default="rotten_tomatoes", help="a dataset name or a .csv/.jsonl file with text,label")
     be.add_argument("--train-limit", type=_positive_int, default=None, help="use only N training examples")
@@ -155,6 +166,15 @@ def _predict(args) -> int:
 def _bench(args) -> int:
     if not args.model or not args.data:
         raise ValueError("--model and --data must not be empty")
+    if args.suite == "strategies":
+        from lightft.strategies import benchmark_strategies, format_benchmark
+
+        result = benchmark_strategies(args.model, args.data, train_limit=args.train_limit or 320,
+                                      eval_limit=args.eval_limit or 300, steps=args.steps, seed=args.seed,
+                                      headline=not args.skip_headline)
+        print(format_benchmark(result))
+        print(json.dumps(result))
+        return 0
     print(json.dumps(run_benchmark(
         args.model, args.data, train_limit=args.train_limit, eval_limit=args.eval_limit, epochs=args.epochs,
         max_length=args.max_length, batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -171,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lightft: interrupted; continue with --resume", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError, ConnectionError,
-            ModuleNotFoundError) as err:
+    except (ValueError, TypeError, OSError, ModuleNotFoundError) as err:  # OSError: missing files, a full
+        # or read-only disk, an existing output folder, no network (ConnectionError)
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"lightft {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -26,6 +26,7 @@ from lightft.hub import HubUnreachableError, hub_reachable
 
 __all__ = [
     "EMBEDDED_MODELS",
+    "check_weights_folder",
     "count_parameters",
     "embedded_model_path",
     "load_model",
@@ -87,6 +88,52 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> tuple[str, bool]:
             "Use 'minilm-l6', the pretrained encoder embedded in this install, instead."
         )
     return name, False
+
+
+def check_weights_folder(folder: str | os.PathLike) -> Path:
+    """Check that a local model folder can be loaded safely; return it as a ``Path``.
+
+    The folder must hold a readable ``config.json`` and safetensors weights (``model.safetensors`` or a
+    sharded ``model.safetensors.index.json``) whose header is intact. Pickle-only checkpoints
+    (``pytorch_model.bin``) are refused, because unpickling can run arbitrary code.
+
+    Raises:
+        FileNotFoundError: no config.json, or no safetensors weights.
+        ValueError: config.json is not valid JSON, or a safetensors file is corrupted or truncated.
+    """
+    import json
+
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    config = folder / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{folder}: no config.json; is it a saved model folder?")
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{config}: not valid JSON ({err}); the checkpoint is corrupted") from None
+    index = folder / "model.safetensors.index.json"
+    if (folder / "model.safetensors").is_file():
+        files = [folder / "model.safetensors"]
+    elif index.is_file():
+        try:
+            files = sorted({folder / name for name in json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()})
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, AttributeError) as err:
+            raise ValueError(f"{index}: not a valid safetensors index ({err})") from None
+    else:
+        pickles = sorted(p.name for p in folder.glob("*.bin")) + sorted(p.name for p in folder.glob("*.pt*"))
+        found = f" (found pickle weights {', '.join(pickles)}, which are refused: unpickling can run code)" if pickles else ""
+        raise FileNotFoundError(f"{folder}: no model.safetensors{found}; lightft loads safetensors weights only")
+    for file in files:
+        if not file.is_file():
+            raise FileNotFoundError(f"{file}: listed in the safetensors index but missing; the checkpoint is incomplete")
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                handle.keys()
+        except Exception as err:  # safetensors raises its own SafetensorError for a bad header
+            raise ValueError(f"{file}: not a valid safetensors file, corrupted or truncated ({err})") from None
+    return folder
 
 
 def _in_local_cache(name: str) -> bool:
@@ -162,6 +209,8 @@ def load_model(
     if from_pretrained_kwargs.pop("use_safetensors", True) is False:
         raise ValueError("use_safetensors=False is refused: lightft loads weights from safetensors only")
     path, local = resolve_model_path(name_or_path)
+    if Path(path).is_dir():
+        check_weights_folder(path)
     kwargs = dict(from_pretrained_kwargs)
     kwargs.update(local_files_only=local, use_safetensors=True, trust_remote_code=False)
     if attn_implementation is not None:

@@ -142,10 +142,10 @@ def _check_free_space(out: Path, model: nn.Module, existing_checkpoints: int = 0
         anchor = anchor.parent
     free = shutil.disk_usage(anchor).free
     if free < needed:
-        raise OSError(
-            28, f"not enough free disk space for output_dir {out}: the checkpoints need about "
-                f"{needed / 2**20:.0f} MiB, {free / 2**20:.0f} MiB free on that disk"
-        )
+        error = OSError(f"not enough free disk space for output_dir {out}: the checkpoints need about "
+                        f"{needed / 2**20:.0f} MiB, {free / 2**20:.0f} MiB free on that disk")
+        error.errno = 28  # ENOSPC, what the disk itself would say at the first checkpoint
+        raise error
 
 
 def _make_writable_folder(out: Path) -> None:
@@ -460,6 +460,10 @@ def finetune(
     validation_metrics = trainer.evaluate(encoded["validation"], metric_key_prefix="validation")
     test_metrics = trainer.evaluate(encoded["test"], metric_key_prefix="test")
     peak = torch.cuda.max_memory_allocated() if on_gpu else sample_rss()
+    from accelerate.utils import extract_model_from_parallel
+
+    extract_model_from_parallel(model, keep_fp32_wrapper=False)  # drop the Trainer's bf16/fp16 autocast
+    # wrapper from model.forward: the returned model runs in the precision its caller chooses
     epochs_run = float(output.metrics.get("epoch", epochs))
     if quiet and bars:
         hf_logging.enable_progress_bar()

@@ -74,3 +74,22 @@ def test_bench_bad_input_one_line_exit_2(args, message):
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
+
+
+def test_bench_strategies_suite_prints_a_table_and_one_json_line():
+    done = run("bench", "--suite", "strategies", "--skip-headline", "--steps", "1", "--train-limit", "16")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("hardware:") and "peak matmul" in lines[1]
+    result = json.loads(lines[-1])
+    assert "headline" not in result and result["peak_gflops"]["fp32"] > 0
+    names = [row["strategy"] for row in result["strategies"]]
+    assert "pad 128" in names and "LoRA r=8, max 64" in names and "gradient checkpointing, pad 128" in names
+    assert all(row["examples_per_s"] > 0 for row in result["strategies"])
+    assert any("LoRA r=8" in line for line in lines[:-1])  # the table names every strategy
+
+
+def test_bench_bad_suite_one_line_exit_2():
+    done = run("bench", "--suite", "everything")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "invalid choice" in done.stderr

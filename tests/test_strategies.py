@@ -1,0 +1,147 @@
+"""lightft.strategies: which parameters train, LoRA counts, accumulation, int8, students and distillation."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import datasets
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+import lightft
+from lightft import strategies
+
+H, LAYERS = 16, 4
+CONFIG = dict(vocab_size=30522, hidden_size=H, num_hidden_layers=LAYERS, num_attention_heads=2, intermediate_size=32,
+              max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def tiny(seed: int = 0) -> BertForSequenceClassification:
+    torch.manual_seed(seed)
+    return BertForSequenceClassification(BertConfig(**CONFIG, num_labels=2))
+
+
+def batch(n: int = 8, length: int = 6) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return {"input_ids": torch.randint(1000, 2000, (n, length), generator=generator),
+            "attention_mask": torch.ones(n, length, dtype=torch.long),
+            "labels": torch.randint(0, 2, (n,), generator=generator)}
+
+
+def trainable(model) -> set[str]:
+    return {name for name, p in model.named_parameters() if p.requires_grad}
+
+
+def test_freeze_encoder_and_bitfit():
+    model = strategies.freeze_encoder(tiny(), train_last_layers=1)
+    names = trainable(model)
+    assert names == {n for n, _ in model.named_parameters()
+                     if n.startswith(("classifier.", "bert.pooler.", f"bert.encoder.layer.{LAYERS - 1}."))}
+    head_only = strategies.freeze_encoder(tiny(), train_last_layers=0)
+    assert lightft.count_parameters(head_only, trainable_only=True) == (H * H + H) + (H * 2 + 2)
+    fit = strategies.bitfit(tiny())
+    assert all(n.endswith(".bias") or n.startswith(("classifier.", "bert.pooler.")) for n in trainable(fit))
+    biases = sum(p.numel() for n, p in fit.named_parameters() if n.endswith(".bias") and not n.startswith(("classifier", "bert.pooler")))
+    assert biases == LAYERS * (4 * H + 32 + H + 2 * H) + H  # + embedding LayerNorm bias
+    with pytest.raises(ValueError, match="0..4"):
+        strategies.freeze_encoder(tiny(), train_last_layers=5)
+
+
+def test_lora_counts_starts_unchanged_and_rejects_unknown_modules():
+    base = tiny()
+    x = {k: v for k, v in batch().items() if k != "labels"}
+    with torch.no_grad():
+        expected = base.eval()(**x).logits
+    lora = strategies.apply_lora(base, r=4, target_modules=("query", "value"))
+    head = (H * H + H) + (H * 2 + 2)
+    assert lightft.count_parameters(lora, trainable_only=True) == LAYERS * 2 * (2 * H * 4) + head
+    with torch.no_grad():
+        assert torch.allclose(lora.eval()(**x).logits, expected, atol=1e-6)  # B = 0 at the start
+    assert strategies.saved_size(lora) < strategies.saved_size(tiny())
+    with pytest.raises(ValueError, match="no linear layer named"):
+        strategies.apply_lora(tiny(), target_modules=("q_lin",))
+
+
+def test_accumulated_gradient_equals_whole_batch_gradient():
+    model = tiny().eval()
+    data = batch(n=10)
+    model(**data).loss.backward()
+    whole = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    loss = strategies.accumulate_gradients(model, data, micro_batch_size=4)  # 4 + 4 + 2
+    for name, p in model.named_parameters():
+        assert torch.allclose(p.grad, whole[name], atol=1e-6), name
+    with torch.no_grad():
+        assert loss == pytest.approx(float(model(**data).loss), abs=1e-5)
+
+
+def test_quantize_int8_copies_shrinks_agrees_and_is_quiet():
+    model = tiny().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        int8 = strategies.quantize_int8(model)
+    assert isinstance(model.classifier, torch.nn.Linear)  # original untouched
+    assert type(int8.classifier).__module__.startswith("torch.ao.nn.quantized.dynamic")
+    x = {k: v for k, v in batch().items() if k != "labels"}
+    with torch.no_grad():
+        assert torch.allclose(int8(**x).logits, model(**x).logits, atol=0.1)
+    assert strategies.saved_size(int8.bert.encoder) < strategies.saved_size(model.bert.encoder)
+
+
+def test_shallow_student_copies_every_other_layer():
+    teacher = tiny().eval()
+    student = strategies.shallow_student(teacher)
+    assert student.config.num_hidden_layers == 2 and len(student.bert.encoder.layer) == 2
+    assert teacher.config.num_hidden_layers == LAYERS and len(teacher.bert.encoder.layer) == LAYERS
+    assert torch.equal(student.bert.encoder.layer[1].output.dense.weight, teacher.bert.encoder.layer[2].output.dense.weight)
+    x = {k: v for k, v in batch().items() if k != "labels"}
+    assert student(**x).logits.shape == (8, 2)
+    with pytest.raises(ValueError, match="layer indices"):
+        strategies.shallow_student(teacher, keep_layers=[7])
+
+
+def test_distillation_loss_by_hand():
+    s, t, y = torch.tensor([[0.0, 0.0]]), torch.tensor([[math.log(3.0), 0.0]]), torch.tensor([1])
+    assert float(strategies.distillation_loss(s, t, y, alpha=0.0)) == pytest.approx(math.log(2))  # CE only
+    assert float(strategies.distillation_loss(t, t, y, alpha=1.0)) == pytest.approx(0.0, abs=1e-7)
+    # T = 1: KL([3/4, 1/4] || [1/2, 1/2]) = 3/4 log(3/2) + 1/4 log(1/2)
+    kl = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
+    assert float(strategies.distillation_loss(s, t, y, temperature=1.0, alpha=1.0)) == pytest.approx(kl, rel=1e-5)
+    # T = 2: teacher logits halved -> probabilities sqrt(3)/(1+sqrt(3)); the T^2 = 4 factor
+    p = math.sqrt(3) / (1 + math.sqrt(3))
+    kl2 = p * math.log(2 * p) + (1 - p) * math.log(2 * (1 - p))
+    got = strategies.distillation_loss(s, t, y, temperature=2.0, alpha=0.5)
+    assert float(got) == pytest.approx(0.5 * 4 * kl2 + 0.5 * math.log(2), rel=1e-5)
+    with pytest.raises(ValueError, match="temperature"):
+        strategies.distillation_loss(s, t, y, temperature=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    texts = ["a fine warm film", "dull and slow", "i loved it", "awful acting", "great fun", "a bore"] * 4
+    labels = [1, 0, 1, 0, 1, 0] * 4
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["negative", "positive"])})
+    split = datasets.Dataset.from_dict({"text": texts, "label": labels}, features=features)
+    return datasets.DatasetDict({"train": split, "validation": split.select(range(8)), "test": split.select(range(8))})
+
+
+BUDGET = dict(max_length=16, batch_size=8, epochs=1, precision="fp32", quiet=True, tokenizer=None)
+
+
+def test_finetune_keeps_the_best_lora_adapter_and_distill_runs(tiny_data, tmp_path):
+    tokenizer = lightft.load_tokenizer("minilm-l6")
+    lora = strategies.apply_lora(tiny(), r=2)
+    result = lightft.finetune(lora, tiny_data, output_dir=tmp_path / "lora", **{**BUDGET, "tokenizer": tokenizer})
+    assert (tmp_path / "lora" / "best" / "adapter_model.safetensors").exists() and result.steps == 3
+    teacher = tiny(1)
+    student = strategies.shallow_student(tiny(2))
+    seen = []
+    teacher.register_forward_hook(lambda m, a, o: seen.append(o.logits.shape))
+    out = strategies.distill(student, teacher, tiny_data, output_dir=tmp_path / "kd",
+                             **{**BUDGET, "tokenizer": tokenizer})
+    assert out.steps == 3 and len(seen) == 3  # the teacher ran once per training step, not in evaluation
+    assert not student._forward_hooks  # the hook is gone afterwards
+    assert 0 <= out.metrics["accuracy"] <= 1
