@@ -86,7 +86,7 @@ browser: venv
 	LIGHTFT_BOOK_HTML=$(abspath $(SCRATCH))/_build/html LIGHTFT_CHROMIUM=$(CHROMIUM) \
 		$(BIN)/python -m pytest -q -p no:cacheprovider -m browser tests/test_browser.py
 
-test: unit notebooks check-book
+test: unit notebooks check-book browser
 	@echo "==> make test: all passed"
 
 pairs: venv

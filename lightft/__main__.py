@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "auto precision) in a temporary folder, and print one JSON line: test accuracy and "
                                     "F1, training wall time, examples/s, tokens/s, peak memory, precision and hardware. "
                                     "--suite strategies: the strategies chapter's headline comparison (usual vs "
-                                    "lightweight recipe, at --train-limit/--eval-limit, default 320/300) and each "
+                                    "lightweight recipe, at --train-limit/--eval-limit, default 480/500) and each "
                                     "strategy's throughput, printed as a table followed by one JSON line; on a GPU "
                                     "when one is available. --epochs, --max-length, --batch-size, --learning-rate, "
                                     "--precision and --padding apply to the finetune suite only.")
@@ -169,8 +169,8 @@ def _bench(args) -> int:
     if args.suite == "strategies":
         from lightft.strategies import benchmark_strategies, format_benchmark
 
-        result = benchmark_strategies(args.model, args.data, train_limit=args.train_limit or 320,
-                                      eval_limit=args.eval_limit or 300, steps=args.steps, seed=args.seed,
+        result = benchmark_strategies(args.model, args.data, train_limit=args.train_limit or 480,
+                                      eval_limit=args.eval_limit or 500, steps=args.steps, seed=args.seed,
                                       headline=not args.skip_headline)
         print(format_benchmark(result))
         print(json.dumps(result))

@@ -143,14 +143,33 @@ def _front_matter_end(lines: list[str]) -> int:
     return 0
 
 
+def _notebook_prose(path: Path) -> list[str]:
+    """The markdown cells of a chapter's paired notebook, in order (code cells hold no prose)."""
+    try:
+        notebook = json.loads(path.read_text(encoding="utf-8"))
+        cells = notebook["cells"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a readable Jupyter notebook ({err})") from None
+    lines: list[str] = []
+    for cell in cells:
+        if cell.get("cell_type") == "markdown":
+            source = cell.get("source", "")
+            lines += ("".join(source) if isinstance(source, list) else str(source)).splitlines() + [""]
+    return lines
+
+
 def split_chapter(path: str | os.PathLike, *, skip_sections: Sequence[str] = SKIPPED_SECTIONS) -> list[Passage]:
     """Cut one MyST chapter into passages: the text before the first H2 (under the H1), then each H2
     section with its H3 subsections. Code is dropped; sections with no prose are left out."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such chapter file")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    lines = _prose_lines(lines[_front_matter_end(lines):])
+    if path.suffix == ".ipynb":
+        lines = _notebook_prose(path)
+    else:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = lines[_front_matter_end(lines):]
+    lines = _prose_lines(lines)
     chapter = path.stem
     chapter_title = chapter
     sections: list[dict] = []
@@ -225,7 +244,11 @@ def split_book(book_dir: str | os.PathLike | None = None, chapters: Iterable[str
     folder = Path(book_dir) if book_dir is not None else find_book_dir()
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder")
-    files = sorted(folder.glob("*.md"))
+    # a chapter is its MyST source, or its paired notebook where only that is present (as in the
+    # scratch copy `make test` executes, which keeps the .ipynb of each paired chapter)
+    chapter_files = {f.stem: f for f in folder.glob("*.ipynb")}
+    chapter_files.update({f.stem: f for f in folder.glob("*.md")})
+    files = [chapter_files[stem] for stem in sorted(chapter_files)]
     if chapters is not None:
         if isinstance(chapters, str):
             raise TypeError("chapters must be a list of chapter names, not one string")

@@ -172,6 +172,17 @@ def _check_int(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def _checkpointing_argument(enabled: bool) -> dict:
+    """TrainingArguments' name for activation recomputation: transformers 5.2x renamed
+    ``gradient_checkpointing`` to ``activation_checkpointing`` (the old name warns); older releases
+    only know the old name."""
+    from transformers import TrainingArguments
+
+    fields = getattr(TrainingArguments, "__dataclass_fields__", {})
+    name = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    return {name: enabled}
+
+
 def finetune(
     model: nn.Module | str,
     data,
@@ -400,7 +411,7 @@ def finetune(
         log_level="error" if quiet else "passive",
         dataloader_num_workers=0,
         use_cpu=not on_gpu,
-        gradient_checkpointing=bool(gradient_checkpointing),
+        **_checkpointing_argument(bool(gradient_checkpointing)),
     )
     collator = DataCollatorWithPadding(tokenizer) if padding == "dynamic" else transformers.default_data_collator
     trainer = Trainer(

@@ -39,6 +39,10 @@ def main(dest: str) -> None:
         shutil.copy2(src, target)
     config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
     config["execute"]["execute_notebooks"] = "off"
+    # local Sphinx extensions are found relative to the book's root: point the copy at ours
+    extensions = config.get("sphinx", {}).get("local_extensions") or {}
+    for name, path in extensions.items():
+        extensions[name] = str((ROOT / path).resolve())
     config["exclude_patterns"] = [p for p in config["exclude_patterns"] if p != "book/*.ipynb"]
     (out / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     notebooks = sorted(p.name for p in (out / "book").glob("*.ipynb"))

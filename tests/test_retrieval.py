@@ -118,6 +118,23 @@ def test_split_book_reads_the_real_book():
         split_book(BOOK, chapters=["no-such-chapter"])
 
 
+def test_split_book_reads_paired_notebooks_where_the_md_is_absent(tmp_path):
+    # make test executes a scratch copy that keeps only the .ipynb of each paired chapter: the
+    # passages read from those notebooks must be the ones read from the MyST sources
+    import shutil
+
+    for src in BOOK.iterdir():
+        if src.is_file() and not (src.suffix == ".md" and src.with_suffix(".ipynb").exists()):
+            shutil.copy2(src, tmp_path / src.name)
+    assert not (tmp_path / "attention.md").exists() and (tmp_path / "attention.ipynb").exists()
+    from_sources = split_book(BOOK)
+    from_notebooks = split_book(tmp_path)
+    assert [(p.id, p.title, p.text) for p in from_notebooks] == [(p.id, p.title, p.text) for p in from_sources]
+    (tmp_path / "attention.ipynb").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ValueError, match="attention.ipynb: not a readable Jupyter notebook"):
+        split_book(tmp_path)
+
+
 def test_every_question_has_its_answer_passage_in_the_current_book():
     questions = load_questions()
     assert len(questions) >= 60
