@@ -14,6 +14,7 @@ Each module is named after the idea it holds and names its chapter in its docstr
 * :mod:`lightft.baselines`  majority, TF-IDF and frozen-encoder baselines (evaluation chapter)
 * :mod:`lightft.sentiment`, :mod:`lightft.imbalance`, :mod:`lightft.retrieval` the applications chapter
 * :mod:`lightft.translation` the miniature translation Transformer
+* :mod:`lightft.budget`     the run's budget (``LIGHTFT_BUDGET=book|smoke``) that sizes every chapter
 * :mod:`lightft.environment` the hardware and library versions a build ran on
 
 Importing lightft is cheap: no data is read and no model is loaded until a function asks for it.
@@ -38,6 +39,7 @@ from lightft.attention import (
     scaled_dot_product_attention,
     scaling_statistics,
 )
+from lightft.budget import BUDGETS, budget, build_note, sized, verdict
 from lightft.data import EMBEDDED_DATASETS, DataFileError, load_dataset, split_summary
 from lightft.environment import hardware_summary, library_versions, package_version
 from lightft.evaluation import classification_metrics
@@ -72,6 +74,11 @@ from lightft.translation import (TRANSLATOR_CONFIGS, MultiHeadCrossAttention, Tr
 __version__ = "0.1.0"
 
 __all__ = [
+    "BUDGETS",
+    "budget",
+    "build_note",
+    "sized",
+    "verdict",
     "BaselineResult",
     "embedding_baseline",
     "encode_texts",
