@@ -1,7 +1,10 @@
-# make book : create/refresh .venv, then build the book with every chapter executed -> _build/html
-# make test : create/refresh .venv, then unit tests (incl. the .md/.ipynb pair check), every notebook
-#             through nbmake (once), a -W -n build that renders those executed notebooks, and every page
-#             of that build opened in headless Chromium (make browser).
+# Two budgets, one switch (LIGHTFT_BUDGET, read by lightft.budget(); see README "Two budgets"):
+# make test : (CI) create/refresh .venv, then unit tests on tiny models (incl. the .md/.ipynb pair check),
+#             every notebook through nbmake at the smoke budget (tiny sizes, every cell runs), a -W -n build
+#             that renders those executed notebooks, and every page of that build opened in headless
+#             Chromium (make browser).
+# make book : create/refresh .venv, the tests that need the real MiniLM weights (make real), then the book
+#             with every chapter executed at the book budget -> _build/html (strict -W -n build).
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 PYTHON ?= python3
@@ -21,7 +24,7 @@ MATHJAX := $(VENDOR)/mathjax/es5/tex-mml-chtml.js
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv book test unit notebooks check-book browser mathjax pairs freeze clean
+.PHONY: venv book test unit real notebooks check-book browser mathjax pairs freeze clean
 
 venv: $(STAMP)
 
@@ -35,9 +38,9 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $(STAMP)
 	@echo "==> $(VENV) ready: $$($(BIN)/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')"
 
-book: venv mathjax
-	@echo "==> building the book with every chapter executed -> _build/html"
-	$(BIN)/jupyter-book build -W -n --keep-going .
+book: venv mathjax real
+	@echo "==> building the book, every chapter executed at LIGHTFT_BUDGET=book -> _build/html"
+	LIGHTFT_BUDGET=book $(BIN)/jupyter-book build -W -n --keep-going .
 	rm -rf _build/html/vendor/mathjax && mkdir -p _build/html/vendor && cp -R $(VENDOR)/mathjax _build/html/vendor/
 	@echo "==> open _build/html/index.html"
 
@@ -54,16 +57,25 @@ $(MATHJAX):
 	@test -f $@
 
 unit: venv
-	@echo "==> 1/3 unit tests and the .md/.ipynb pair check (tests/)"
-	$(BIN)/python -m pytest tests -q
+	@echo "==> 1/3 unit tests on tiny models and the .md/.ipynb pair check (tests/, not -m real)"
+	$(BIN)/python -m pytest tests -q -m "not real" -p no:cacheprovider --durations=5
+
+# The few tests that need the real MiniLM weights (slow on a 2-core CPU): part of make book, not make test.
+real: venv
+	@echo "==> tests on the real pretrained weights (pytest -m real)"
+	$(BIN)/python -m pytest tests -q -m real -p no:cacheprovider --durations=5
+
+# The budget the notebooks run at in make notebooks / make test: smoke (tiny sizes). make notebooks
+# BUDGET=book executes the scratch copy at the book budget instead.
+BUDGET ?= smoke
 
 notebooks: venv
-	@echo "==> 2/3 every notebook through nbmake, on a scratch copy ($(SCRATCH)); committed files untouched"
+	@echo "==> 2/3 every notebook through nbmake at LIGHTFT_BUDGET=$(BUDGET), on a scratch copy ($(SCRATCH)); committed files untouched"
 	$(BIN)/python scripts/executed_book.py $(SCRATCH)
-	$(BIN)/python -m pytest --nbmake --overwrite --nbmake-timeout=1200 -p no:cacheprovider \
+	LIGHTFT_BUDGET=$(BUDGET) $(BIN)/python -m pytest --nbmake --overwrite --nbmake-timeout=1200 -p no:cacheprovider \
 		--durations=0 --junitxml=$(SCRATCH)/nbmake.xml --ignore=$(SCRATCH)/book/about.ipynb $(SCRATCH)/book
 	@# "About this build" last, so that it can show the durations nbmake just recorded
-	LIGHTFT_EXECUTION_LOG=$(abspath $(SCRATCH))/nbmake.xml $(BIN)/python -m pytest --nbmake --overwrite \
+	LIGHTFT_BUDGET=$(BUDGET) LIGHTFT_EXECUTION_LOG=$(abspath $(SCRATCH))/nbmake.xml $(BIN)/python -m pytest --nbmake --overwrite \
 		-p no:cacheprovider $(SCRATCH)/book/about.ipynb
 
 check-book: venv mathjax

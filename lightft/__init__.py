@@ -14,178 +14,65 @@ Each module is named after the idea it holds and names its chapter in its docstr
 * :mod:`lightft.baselines`  majority, TF-IDF and frozen-encoder baselines (evaluation chapter)
 * :mod:`lightft.sentiment`, :mod:`lightft.imbalance`, :mod:`lightft.retrieval` the applications chapter
 * :mod:`lightft.translation` the miniature translation Transformer
-* :mod:`lightft.budget`     the run's budget (``LIGHTFT_BUDGET=book|smoke``) that sizes every chapter
+* :mod:`lightft.budgets`    the run's budget (``LIGHTFT_BUDGET=book|smoke``) that sizes every chapter
 * :mod:`lightft.environment` the hardware and library versions a build ran on
 
-Importing lightft is cheap: no data is read and no model is loaded until a function asks for it.
+Importing lightft is cheap: the names below are imported from their module on first use (PEP 562), so
+``import lightft`` and ``python -m lightft --help`` load neither torch nor any data; no model is loaded
+until a function asks for it.
 """
 
-from lightft.architectures import (
-    ARCHITECTURES,
-    architecture_config,
-    bert_to_distilbert,
-    build_encoder,
-    save_as_distilbert,
-)
-from lightft.attention import (
-    AttentionCost,
-    CapturedAttention,
-    MultiHeadSelfAttention,
-    attention_cost,
-    capture_attention,
-    causal_mask,
-    padding_mask,
-    plot_attention,
-    scaled_dot_product_attention,
-    scaling_statistics,
-)
-from lightft.budget import BUDGETS, budget, build_note, sized, verdict
-from lightft.data import EMBEDDED_DATASETS, DataFileError, load_dataset, split_summary
-from lightft.environment import hardware_summary, library_versions, package_version
-from lightft.evaluation import classification_metrics
-from lightft.hub import HubUnreachableError, hub_reachable
-from lightft.latency import LatencyResult, compare_latency, encoder_forward_flops, measure_latency
-from lightft.memory import MemoryFootprint, activation_bytes, bert_activation_estimate, footprint
-from lightft.models import (
-    EMBEDDED_MODELS,
-    count_parameters,
-    embedded_model_path,
-    load_model,
-    load_tokenizer,
-    parameter_breakdown,
-)
-from lightft.train import FinetuneResult, Prediction, finetune, predict, resolve_precision
-from lightft.baselines import BaselineResult, embedding_baseline, encode_texts, majority_baseline, tfidf_baseline
-from lightft.evaluation import (BootstrapResult, CalibrationResult, CrossValidationResult, McNemarResult, calibration,
-    confusion_matrix, cross_validate, expected_calibration_error, mcnemar, paired_bootstrap, plot_confusion_matrix,
-    plot_reliability)
-from lightft.imbalance import class_weights, weighted_cross_entropy
-from lightft.measure import (Throughput, batch_accuracy, measure_accuracy, measure_inference, measure_training,
-    model_flops_utilisation, non_embedding_parameters, peak_matmul_flops, text_batches, training_flops_per_token)
-from lightft.retrieval import (Passage, Question, Retriever, contrastive_finetune, embed, find_passage, load_questions,
-    mean_pool, pseudo_queries, retrieval_metrics, split_book, split_chapter)
-from lightft.sentiment import ScoringSpeed, SentimentScorer, model_size_bytes, time_scoring
-from lightft.strategies import (accumulate_gradients, apply_lora, benchmark_strategies, bitfit, distill,
-    distillation_loss, enable_gradient_checkpointing, format_benchmark, freeze_encoder, quantize_int8, saved_size,
-    shallow_student)
-from lightft.translation import (TRANSLATOR_CONFIGS, MultiHeadCrossAttention, Translator, TranslatorConfig,
-    evaluate_translator, make_translation_splits, train_translator, translate)
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BUDGETS",
-    "budget",
-    "build_note",
-    "sized",
-    "verdict",
-    "BaselineResult",
-    "embedding_baseline",
-    "encode_texts",
-    "majority_baseline",
-    "tfidf_baseline",
-    "BootstrapResult",
-    "CalibrationResult",
-    "CrossValidationResult",
-    "McNemarResult",
-    "calibration",
-    "confusion_matrix",
-    "cross_validate",
-    "expected_calibration_error",
-    "mcnemar",
-    "paired_bootstrap",
-    "plot_confusion_matrix",
-    "plot_reliability",
-    "class_weights",
-    "weighted_cross_entropy",
-    "Throughput",
-    "batch_accuracy",
-    "measure_accuracy",
-    "measure_inference",
-    "measure_training",
-    "model_flops_utilisation",
-    "non_embedding_parameters",
-    "peak_matmul_flops",
-    "text_batches",
-    "training_flops_per_token",
-    "Passage",
-    "Question",
-    "Retriever",
-    "contrastive_finetune",
-    "embed",
-    "find_passage",
-    "load_questions",
-    "mean_pool",
-    "pseudo_queries",
-    "retrieval_metrics",
-    "split_book",
-    "split_chapter",
-    "ScoringSpeed",
-    "SentimentScorer",
-    "model_size_bytes",
-    "time_scoring",
-    "accumulate_gradients",
-    "apply_lora",
-    "benchmark_strategies",
-    "bitfit",
-    "distill",
-    "distillation_loss",
-    "enable_gradient_checkpointing",
-    "format_benchmark",
-    "freeze_encoder",
-    "quantize_int8",
-    "saved_size",
-    "shallow_student",
-    "TRANSLATOR_CONFIGS",
-    "MultiHeadCrossAttention",
-    "Translator",
-    "TranslatorConfig",
-    "evaluate_translator",
-    "make_translation_splits",
-    "train_translator",
-    "translate",
-    "AttentionCost",
-    "CapturedAttention",
-    "attention_cost",
-    "capture_attention",
-    "plot_attention",
-    "scaling_statistics",
-    "package_version",
-    "ARCHITECTURES",
-    "FinetuneResult",
-    "LatencyResult",
-    "MemoryFootprint",
-    "Prediction",
-    "architecture_config",
-    "bert_activation_estimate",
-    "bert_to_distilbert",
-    "build_encoder",
-    "causal_mask",
-    "classification_metrics",
-    "compare_latency",
-    "encoder_forward_flops",
-    "finetune",
-    "measure_latency",
-    "padding_mask",
-    "predict",
-    "resolve_precision",
-    "save_as_distilbert",
-    "EMBEDDED_DATASETS",
-    "EMBEDDED_MODELS",
-    "DataFileError",
-    "HubUnreachableError",
-    "MultiHeadSelfAttention",
-    "activation_bytes",
-    "count_parameters",
-    "embedded_model_path",
-    "footprint",
-    "hardware_summary",
-    "hub_reachable",
-    "library_versions",
-    "load_dataset",
-    "load_model",
-    "load_tokenizer",
-    "parameter_breakdown",
-    "scaled_dot_product_attention",
-    "split_summary",
-]
+# The public names, by the module that defines them (``lightft.X`` for each key). ``__all__`` is derived.
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "architectures": ("architecture_config", "ARCHITECTURES", "bert_to_distilbert", "build_encoder",
+        "save_as_distilbert"),
+    "attention": ("attention_cost", "AttentionCost", "capture_attention", "CapturedAttention", "causal_mask",
+        "MultiHeadSelfAttention", "padding_mask", "plot_attention", "scaled_dot_product_attention",
+        "scaling_statistics"),
+    "budgets": ("budget", "BUDGETS", "build_note", "sized", "verdict"),
+    "data": ("DataFileError", "EMBEDDED_DATASETS", "load_dataset", "split_summary"),
+    "environment": ("hardware_summary", "library_versions", "package_version"),
+    "evaluation": ("BootstrapResult", "calibration", "CalibrationResult", "classification_metrics",
+        "confusion_matrix", "cross_validate", "CrossValidationResult", "expected_calibration_error",
+        "mcnemar", "McNemarResult", "paired_bootstrap", "plot_confusion_matrix", "plot_reliability"),
+    "hub": ("hub_reachable", "HubUnreachableError"),
+    "latency": ("compare_latency", "encoder_forward_flops", "LatencyResult", "measure_latency"),
+    "memory": ("activation_bytes", "bert_activation_estimate", "footprint", "MemoryFootprint"),
+    "models": ("count_parameters", "embedded_model_path", "EMBEDDED_MODELS", "load_model", "load_tokenizer",
+        "parameter_breakdown"),
+    "train": ("finetune", "FinetuneResult", "predict", "Prediction", "resolve_precision"),
+    "baselines": ("BaselineResult", "embedding_baseline", "encode_texts", "majority_baseline", "tfidf_baseline"),
+    "imbalance": ("class_weights", "weighted_cross_entropy"),
+    "measure": ("batch_accuracy", "measure_accuracy", "measure_inference", "measure_training",
+        "model_flops_utilisation", "non_embedding_parameters", "peak_matmul_flops", "text_batches",
+        "Throughput", "training_flops_per_token"),
+    "retrieval": ("contrastive_finetune", "embed", "find_passage", "load_questions", "mean_pool", "Passage",
+        "pseudo_queries", "Question", "retrieval_metrics", "Retriever", "split_book", "split_chapter"),
+    "sentiment": ("model_size_bytes", "ScoringSpeed", "SentimentScorer", "time_scoring"),
+    "strategies": ("accumulate_gradients", "apply_lora", "benchmark_strategies", "bitfit", "distill",
+        "distillation_loss", "enable_gradient_checkpointing", "format_benchmark", "freeze_encoder",
+        "quantize_int8", "saved_size", "shallow_student"),
+    "translation": ("evaluate_translator", "make_translation_splits", "MultiHeadCrossAttention",
+        "train_translator", "translate", "Translator", "TRANSLATOR_CONFIGS", "TranslatorConfig"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:  # AttributeError also lets ``from lightft import measure`` find the submodule
+        raise AttributeError(f"module 'lightft' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"lightft.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -222,10 +222,10 @@ def test_cross_validate_bad_input():
         cross_validate(42, texts, labels, folds=2)
 
 
-def test_cross_validate_fine_tunes_each_fold(tmp_path):
+def test_cross_validate_fine_tunes_each_fold(tmp_path, tiny_model_dir):
     data = lightft.load_dataset("rotten_tomatoes")
     texts, labels = data["train"]["text"][:40], data["train"]["label"][:40]
-    result = cross_validate("minilm-l6", texts, labels, folds=2, seed=0, epochs=1, max_length=16,
+    result = cross_validate(str(tiny_model_dir), texts, labels, folds=2, seed=0, epochs=1, max_length=16,
                             batch_size=8, precision="fp32", quiet=True, label_names=["negative", "positive"])
     assert [r["n_train"] for r in result.folds] == [20, 20]
     assert set(result.predictions.tolist()) <= {0, 1} and (result.predictions >= 0).all()

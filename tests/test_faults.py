@@ -26,14 +26,27 @@ from transformers import TrainerCallback
 import lightft
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-# 48 examples, batch 8: 6 steps an epoch, a checkpoint every 3 steps, 12 steps in all.
-RUN = ["--train-limit", "48", "--eval-limit", "32", "--epochs", "2", "--max-length", "32", "--batch-size", "8",
+# 96 examples, batch 8: 12 steps an epoch, a checkpoint every 6 steps, 24 steps in all, on the tiny BERT of
+# conftest.tiny_model_dir (the real MiniLM would make this the slowest test of the suite for no extra coverage).
+RUN = ["--train-limit", "96", "--eval-limit", "32", "--epochs", "2", "--max-length", "32", "--batch-size", "8",
        "--precision", "fp32", "--seed", "0", "--quiet"]
+STEPS = 24
 
 
-def _finetune_cli(output: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lightft", "finetune", "--output", str(output), *RUN, *extra],
+def _finetune_cli(output: Path, model_dir: Path, data: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lightft", "finetune", "--output", str(output),
+                           "--model", str(model_dir), "--data", str(data), *RUN, *extra],
                           capture_output=True, text=True, env=ENV, timeout=900)
+
+
+def _finetune_here(capsys, output: Path, model_dir: Path, data: Path, *extra: str) -> subprocess.CompletedProcess:
+    """The same command line, through ``lightft.__main__.main`` in this process (no interpreter start-up)."""
+    from lightft.__main__ import main
+
+    capsys.readouterr()
+    code = main(["finetune", "--output", str(output), "--model", str(model_dir), "--data", str(data), *RUN, *extra])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess([], code, out, err)
 
 
 def _summary(done: subprocess.CompletedProcess) -> dict:
@@ -45,16 +58,18 @@ def _complete_checkpoints(output: Path) -> list[Path]:
     return [c for c in output.glob("checkpoint-*") if (c / "trainer_state.json").is_file()]
 
 
-def test_sigkill_after_first_checkpoint_then_resume_gives_the_uninterrupted_result(tmp_path):
+def test_sigkill_after_first_checkpoint_then_resume_gives_the_uninterrupted_result(tmp_path, capsys, tiny_model_dir,
+                                                                                  toy_csv):
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "lightft", "finetune", "--output", str(killed), *RUN],
+    proc = subprocess.Popen([sys.executable, "-m", "lightft", "finetune", "--output", str(killed),
+                             "--model", str(tiny_model_dir), "--data", str(toy_csv), *RUN],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
     try:
         deadline = time.monotonic() + 600
         while not (killed.is_dir() and _complete_checkpoints(killed)):
             assert proc.poll() is None, f"the run ended before its first checkpoint: {proc.communicate()[1][-2000:]}"
             assert time.monotonic() < deadline, "no checkpoint within 10 minutes"
-            time.sleep(0.02)
+            time.sleep(0.005)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
@@ -66,11 +81,12 @@ def test_sigkill_after_first_checkpoint_then_resume_gives_the_uninterrupted_resu
     assert proc.returncode == -signal.SIGKILL, f"the run was not killed (exit {proc.returncode}): too fast to test"
     assert not (killed / "result.json").exists(), "the run finished before the kill: nothing was tested"
     first = min(int(c.name.split("-")[1]) for c in _complete_checkpoints(killed))
-    assert first < 12, "killed after the last step: nothing to resume"
+    assert first < STEPS, "killed after the last step: nothing to resume"
 
-    resumed = _summary(_finetune_cli(killed, "--resume"))
-    uninterrupted = _summary(_finetune_cli(tmp_path / "whole"))
-    assert resumed["steps"] == uninterrupted["steps"] == 12
+    resumed = _summary(_finetune_cli(killed, tiny_model_dir, toy_csv, "--resume"))
+    # the reference run: same command line and seed, uninterrupted (in this process: same code, no start-up)
+    uninterrupted = _summary(_finetune_here(capsys, tmp_path / "whole", tiny_model_dir, toy_csv))
+    assert resumed["steps"] == uninterrupted["steps"] == STEPS
     assert resumed["test"] == uninterrupted["test"]
     a = json.loads((killed / "result.json").read_text())
     b = json.loads((tmp_path / "whole" / "result.json").read_text())
@@ -172,9 +188,9 @@ def test_unwritable_output_folder_fails_before_training(tmp_path):
     assert not began.began, "training started before the output folder was checked"
 
 
-def test_unwritable_output_folder_cli_one_line_exit_2(tmp_path):
+def test_unwritable_output_folder_cli_one_line_exit_2(tmp_path, capsys, tiny_model_dir, toy_csv):
     with _unwritable_folder(tmp_path / "ro") as ro:
-        done = _finetune_cli(ro / "run", "--model", "minilm-l6")
+        done = _finetune_here(capsys, ro / "run", tiny_model_dir, toy_csv)
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1 and "not writable" in done.stderr and "Traceback" not in done.stderr
         assert list(ro.iterdir()) == []

@@ -1,4 +1,7 @@
-"""lightft.train: the fine-tune is deterministic, resumes after an interruption, saves and predicts."""
+"""lightft.train: the fine-tune is deterministic, resumes after an interruption, saves and predicts.
+
+On the tiny BERT of ``conftest.tiny_model_dir`` (seconds); one test, marked ``real``, fine-tunes the real
+pretrained MiniLM on real sentences (``make real``)."""
 
 from __future__ import annotations
 
@@ -28,22 +31,23 @@ class _Interrupt(TrainerCallback):
             raise KeyboardInterrupt  # what Ctrl-C raises mid-epoch
 
 
-def test_same_seed_same_metrics_and_resume_after_interruption(data, tmp_path):
-    a = finetune("minilm-l6", data, output_dir=tmp_path / "a", seed=0, **BUDGET)
-    b = finetune("minilm-l6", data, output_dir=tmp_path / "b", seed=0, **BUDGET)
+def test_same_seed_same_metrics_and_resume_after_interruption(data, tmp_path, tiny_model_dir):
+    a = finetune(str(tiny_model_dir), data, output_dir=tmp_path / "a", seed=0, **BUDGET)
+    b = finetune(str(tiny_model_dir), data, output_dir=tmp_path / "b", seed=0, **BUDGET)
     assert a.metrics == b.metrics and a.steps == b.steps == 12
     assert [h.get("loss") for h in a.history] == [h.get("loss") for h in b.history]
 
     with pytest.raises(KeyboardInterrupt):  # stopped mid-epoch 1, after the checkpoint at step 4
-        finetune("minilm-l6", data, output_dir=tmp_path / "c", seed=0, callbacks=[_Interrupt(5)], **BUDGET)
+        finetune(str(tiny_model_dir), data, output_dir=tmp_path / "c", seed=0, callbacks=[_Interrupt(5)], **BUDGET)
     assert (tmp_path / "c" / "checkpoint-4").is_dir()
-    c = finetune("minilm-l6", data, output_dir=tmp_path / "c", seed=0, resume=True, **BUDGET)
+    c = finetune(str(tiny_model_dir), data, output_dir=tmp_path / "c", seed=0, resume=True, **BUDGET)
     assert c.steps == a.steps
     assert c.metrics == pytest.approx(a.metrics, abs=1e-6)
 
 
-def test_result_fields_files_and_predict(data, tmp_path):
-    r = finetune("minilm-l6", data, output_dir=tmp_path, seed=1, **BUDGET)
+@pytest.mark.parametrize("model", ["tiny", pytest.param("minilm-l6", marks=pytest.mark.real)])
+def test_result_fields_files_and_predict(data, tmp_path, tiny_model_dir, model):
+    r = finetune(str(tiny_model_dir) if model == "tiny" else model, data, output_dir=tmp_path, seed=1, **BUDGET)
     assert set(r.metrics) >= {"accuracy", "f1", "precision", "recall"}
     assert r.examples_per_second > 0 and r.tokens_per_second > r.examples_per_second
     assert r.peak_memory_bytes > 100 * 2**20 and r.precision == "fp32"
@@ -56,10 +60,10 @@ def test_result_fields_files_and_predict(data, tmp_path):
     assert abs(pred.probabilities.sum(1) - 1).max() < 1e-5
 
 
-def test_existing_output_dir_is_refused_and_kept(data, tmp_path):
+def test_existing_output_dir_is_refused_and_kept(data, tmp_path, tiny_model_dir):
     (tmp_path / "keep.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not empty"):
-        finetune("minilm-l6", data, output_dir=tmp_path, **BUDGET)
+        finetune(str(tiny_model_dir), data, output_dir=tmp_path, **BUDGET)
     assert (tmp_path / "keep.txt").read_text() == "mine"
 
 
@@ -68,15 +72,15 @@ def test_existing_output_dir_is_refused_and_kept(data, tmp_path):
     [
         ({"batch_size": -1}, "batch_size must be an integer >= 1"),
         ({"max_length": 0}, "max_length must be an integer >= 1"),
-        ({"max_length": 4096}, "exceeds the model's limit of 512"),
+        ({"max_length": 4096}, "exceeds the model's limit of 128"),
         ({"precision": "fp8"}, "precision must be one of"),
         ({"padding": "longest"}, "padding must be one of"),
         ({"epochs": 0}, "epochs must be a positive number"),
     ],
 )
-def test_bad_arguments(data, tmp_path, kwargs, message):
+def test_bad_arguments(data, tmp_path, tiny_model_dir, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        finetune("minilm-l6", data, output_dir=tmp_path / "x", **{**BUDGET, **kwargs})
+        finetune(str(tiny_model_dir), data, output_dir=tmp_path / "x", **{**BUDGET, **kwargs})
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
 
 
