@@ -124,7 +124,14 @@ def _tokenize(data, tokenizer, max_length: int, padding: str):
             padding="max_length" if padding == "max_length" else False,
         )
 
-    return data.map(encode, batched=True, remove_columns=["text"], desc="tokenizing")
+    # Naming the result ourselves spares datasets from hashing the tokenizer (pickling it: ~2 s a call on
+    # a 2-core CPU); the name still changes with the data, the tokenizer and every setting used here.
+    import hashlib
+
+    key = repr((data._fingerprint, type(tokenizer).__name__, tokenizer.name_or_path, len(tokenizer),
+                sorted(map(str, tokenizer.init_kwargs.items())), max_length, padding))
+    fingerprint = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return data.map(encode, batched=True, remove_columns=["text"], desc="tokenizing", new_fingerprint=fingerprint)
 
 
 def _check_free_space(out: Path, model: nn.Module, existing_checkpoints: int = 0, keep: int = 2) -> None:

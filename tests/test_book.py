@@ -4,6 +4,7 @@ and each notebook opening with the hidden Colab install cell and one parameters 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jupytext
@@ -93,3 +94,27 @@ def test_exercises_import_lightft():
         assert "## Exercises" in text, f"{md.name} has no '## Exercises' section"
         exercises = text.split("## Exercises", 1)[1]
         assert "lightft" in exercises, f"{md.name}: exercises must use lightft"
+
+
+# Chapters whose parameters cell has nothing to size (about: only a display switch).
+UNSIZED = {"about"}
+
+
+@pytest.mark.parametrize("ipynb", NOTEBOOKS, ids=lambda p: p.name)
+def test_budget_is_read_in_the_parameters_cell_only_and_named_on_the_page(ipynb: Path):
+    """Issue 12: sizes come from lightft.sized(book=..., smoke=...) in the parameters cell; nothing else
+    branches on the budget; each page shows which budget and hardware produced its numbers."""
+    nb = nbformat.read(ipynb, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    params = next(c for c in code if "parameters" in c.metadata.get("tags", []))
+    if ipynb.stem not in UNSIZED:
+        assert "lightft.sized(" in params.source, f"{ipynb.name}: the parameters cell must size with lightft.sized"
+    for i, cell in enumerate(code):
+        if cell is params:
+            continue
+        reads_env = re.search(r"environ(\.get)?\s*[\[(]\s*['\"]LIGHTFT_BUDGET", cell.source)
+        assert not reads_env and "sized(" not in cell.source, (
+            f"{ipynb.name} code cell {i}: the budget may only be read in the parameters cell")
+        assert "budget() ==" not in cell.source and "budget() !=" not in cell.source, (
+            f"{ipynb.name} code cell {i} branches on the budget: same cells and code paths at both budgets")
+    assert any("build_note()" in c.source for c in code), f"{ipynb.name} never shows lightft.build_note()"
