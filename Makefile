@@ -58,7 +58,8 @@ $(MATHJAX):
 
 unit: venv
 	@echo "==> 1/3 unit tests on tiny models and the .md/.ipynb pair check (tests/, not -m real)"
-	$(BIN)/python -m pytest tests -q -m "not real" -p no:cacheprovider --durations=5
+	@# two workers on two cores: much of the suite is single-threaded (imports, tokenizing, subprocesses)
+	$(BIN)/python -m pytest tests -q -m "not real" -n 2 --dist worksteal -p no:cacheprovider --durations=5
 
 # The few tests that need the real MiniLM weights (slow on a 2-core CPU): part of make book, not make test.
 real: venv
@@ -68,11 +69,16 @@ real: venv
 # The budget the notebooks run at in make notebooks / make test: smoke (tiny sizes). make notebooks
 # BUDGET=book executes the scratch copy at the book budget instead.
 BUDGET ?= smoke
+# At the smoke budget two notebooks run side by side (their figures mean nothing there; their run time is
+# mostly single-threaded start-up); at the book budget one at a time, so that no figure is taken on a
+# shared CPU.
+NBMAKE_WORKERS := $(if $(filter smoke,$(BUDGET)),-n 2 --dist worksteal,)
 
 notebooks: venv
 	@echo "==> 2/3 every notebook through nbmake at LIGHTFT_BUDGET=$(BUDGET), on a scratch copy ($(SCRATCH)); committed files untouched"
 	$(BIN)/python scripts/executed_book.py $(SCRATCH)
 	LIGHTFT_BUDGET=$(BUDGET) $(BIN)/python -m pytest --nbmake --overwrite --nbmake-timeout=1200 -p no:cacheprovider \
+		$(NBMAKE_WORKERS) \
 		--durations=0 --junitxml=$(SCRATCH)/nbmake.xml --ignore=$(SCRATCH)/book/about.ipynb $(SCRATCH)/book
 	@# "About this build" last, so that it can show the durations nbmake just recorded
 	LIGHTFT_BUDGET=$(BUDGET) LIGHTFT_EXECUTION_LOG=$(abspath $(SCRATCH))/nbmake.xml $(BIN)/python -m pytest --nbmake --overwrite \
