@@ -41,7 +41,7 @@ def toy_split(n: int, seed: int) -> Dataset:
 
 @pytest.fixture(scope="module")
 def toy() -> DatasetDict:
-    return DatasetDict(train=toy_split(192, 0), validation=toy_split(64, 1), test=toy_split(96, 2))
+    return DatasetDict(train=toy_split(128, 0), validation=toy_split(48, 1), test=toy_split(96, 2))
 
 
 @pytest.fixture(scope="module")
