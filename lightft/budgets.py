@@ -63,11 +63,6 @@ def build_note() -> str:
     name = budget()
     what = ("book budget: the sizes the chapter's claims are made at" if name == "book" else
             "smoke budget: tiny sizes that only check that every cell runs; its numbers support no claim")
-    precision, _ = resolve_precision("auto", device="cuda" if _has_cuda() else "cpu")
+    precision, _ = resolve_precision("auto")   # on the GPU if there is one, else the CPU
     return f"{what} | {hardware_summary()} | precision 'auto' -> {precision}"
 
-
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
