@@ -354,7 +354,7 @@ def save_as_distilbert(
     Returns:
         The folder, as a ``Path``.
     """
-    from lightft.models import _quiet_transformers, load_model, load_tokenizer
+    from lightft.models import quiet_transformers, load_model, load_tokenizer
 
     if not isinstance(folder, (str, os.PathLike)):
         raise TypeError(f"folder must be a path, got {type(folder).__name__}")
@@ -380,7 +380,7 @@ def save_as_distilbert(
         out.config.label2id = {name: i for i, name in enumerate(labels)}
     path = Path(folder).expanduser()
     path.mkdir(parents=True, exist_ok=True)
-    with _quiet_transformers():
+    with quiet_transformers():
         out.save_pretrained(path)  # transformers 5 always writes model.safetensors
         _distilbert_tokenizer(tokenizer).save_pretrained(path)
     return path

@@ -147,7 +147,7 @@ def _in_local_cache(name: str) -> bool:
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """Silence the 'newly initialized weights' load report: the book explains it once, in prose."""
     from transformers.utils import logging as hf_logging
 
@@ -168,7 +168,7 @@ def load_tokenizer(name_or_path: str | os.PathLike = "minilm-l6"):
     from transformers import AutoTokenizer
 
     path, local = resolve_model_path(name_or_path)
-    with _quiet_transformers():
+    with quiet_transformers():
         return AutoTokenizer.from_pretrained(path, local_files_only=local)
 
 
@@ -216,7 +216,7 @@ def load_model(
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     torch.manual_seed(seed)
-    with _quiet_transformers():
+    with quiet_transformers():
         if num_labels is None:
             model = AutoModel.from_pretrained(path, **kwargs)
         else:

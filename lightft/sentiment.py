@@ -93,14 +93,14 @@ class SentimentScorer:
         """Load a model saved by :func:`lightft.finetune` (its ``output_dir`` or ``best`` folder)."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from lightft.models import _quiet_transformers
+        from lightft.models import quiet_transformers
 
         folder = Path(model_dir)
         if (folder / "best" / "config.json").exists():
             folder = folder / "best"
         if not (folder / "config.json").exists() or not (folder / "model.safetensors").exists():
             raise FileNotFoundError(f"{model_dir}: no saved model (config.json and model.safetensors) here or in best/")
-        with _quiet_transformers():
+        with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             model = AutoModelForSequenceClassification.from_pretrained(
                 folder, local_files_only=True, use_safetensors=True, trust_remote_code=False)

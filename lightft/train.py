@@ -445,7 +445,14 @@ def finetune(
     def _step(path: Path) -> int:
         return int(path.name.rsplit("-", 1)[1]) if path.name.rsplit("-", 1)[1].isdigit() else -1
 
-    complete = [c for c in checkpoints if _step(c) >= 0 and (c / "trainer_state.json").is_file()]
+    def _complete(path: Path) -> bool:  # SIGKILL during the write can leave a truncated trainer_state.json
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            return True
+        except (OSError, ValueError):
+            return False
+
+    complete = [c for c in checkpoints if _step(c) >= 0 and _complete(c)]
     resume_from = max(complete, key=_step) if resume and complete else None
     if resume_from is not None:
         for c in checkpoints:
@@ -537,11 +544,11 @@ def predict(model_dir: str | os.PathLike, texts: Sequence[str] | str, *, batch_s
         folder = folder / BEST
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"{model_dir}: no saved model here (expected config.json or {BEST}/config.json)")
-    from lightft.models import _quiet_transformers, check_weights_folder
+    from lightft.models import quiet_transformers, check_weights_folder
 
     check_weights_folder(folder)  # safetensors only, header intact
 
-    with _quiet_transformers():
+    with quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         model = AutoModelForSequenceClassification.from_pretrained(
             folder, local_files_only=True, use_safetensors=True, trust_remote_code=False
