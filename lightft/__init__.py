@@ -1,25 +1,26 @@
-"""lightft: the helper package of the book *Lightweight fine-tuning of transformer encoders*.
+"""lightft: the helper package of the book *Lightweight fine-tuning of transformer language models*.
 
-Each module is named after the idea it holds and names its chapter in its docstring:
+The modules follow the book's parts; each names its chapter in its docstring:
 
-* :mod:`lightft.attention`  scaled dot-product attention and multi-head self-attention
-* :mod:`lightft.data`       the embedded datasets, user files and hub datasets, split the same way
-* :mod:`lightft.models`     loading the embedded encoder or a hub model; counting parameters
-* :mod:`lightft.memory`     what a model costs in memory: weights, gradients, optimizer, activations
-* :mod:`lightft.architectures` bert-base/large, DistilBERT, MiniLM from configs; BERT -> DistilBERT
-* :mod:`lightft.latency`    CPU/GPU inference latency, measured side by side
-* :mod:`lightft.train`      the fine-tune (Hugging Face Trainer) and prediction
-* :mod:`lightft.evaluation` metrics from predictions (scikit-learn)
-* :mod:`lightft.measure`, :mod:`lightft.strategies` the strategies chapter: throughput, FLOP/s, LoRA, int8, distillation
-* :mod:`lightft.baselines`  majority, TF-IDF and frozen-encoder baselines (evaluation chapter)
-* :mod:`lightft.sentiment`, :mod:`lightft.imbalance`, :mod:`lightft.retrieval` the applications chapter
-* :mod:`lightft.translation` the miniature translation Transformer
-* :mod:`lightft.budgets`    the run's budget (``LIGHTFT_BUDGET=book|smoke``) that sizes every chapter
-* :mod:`lightft.environment` the hardware and library versions a build ran on
+* Foundations: :mod:`~lightft.attention` (the formula, multi-head attention), :mod:`~lightft.architectures`
+  (BERT, DistilBERT, MiniLM from configs), :mod:`~lightft.memory` (what training costs in memory),
+  :mod:`~lightft.latency` (inference latency)
+* The fine-tune: :mod:`~lightft.data`, :mod:`~lightft.models`, :mod:`~lightft.train`
+* Strategies: :mod:`~lightft.strategies` (freezing, LoRA, int8, distillation), :mod:`~lightft.measure`
+  (throughput, FLOP/s, MFU)
+* Evaluation: :mod:`~lightft.metrics` (from predictions), :mod:`~lightft.evaluation` (cross-validation),
+  :mod:`~lightft.baselines`
+* Large language models: :mod:`~lightft.llm` (the embedded SmolLM2, generation, SFT), :mod:`~lightft.lora`
+  (LoRA by hand)
+* Applications: :mod:`~lightft.sentiment`, :mod:`~lightft.imbalance`, :mod:`~lightft.retrieval`,
+  :mod:`~lightft.translation`
+* The build: :mod:`~lightft.budgets` (``LIGHTFT_BUDGET=book|smoke``), :mod:`~lightft.environment`,
+  :mod:`~lightft.hub`; shared by all: :mod:`~lightft.checks` (argument checks), :mod:`~lightft.timing`
+  (one timer, one peak-memory probe)
 
-Importing lightft is cheap: the names below are imported from their module on first use (PEP 562), so
-``import lightft`` and ``python -m lightft --help`` load neither torch nor any data; no model is loaded
-until a function asks for it.
+``lightft.NAME`` gives the names below (the README's API table lists them); everything else is
+``lightft.MODULE.NAME``. Importing lightft is cheap: names and modules are imported on first use
+(PEP 562), so ``import lightft`` and ``python -m lightft --help`` load neither torch nor any data.
 """
 
 from __future__ import annotations
@@ -28,51 +29,41 @@ import importlib
 
 __version__ = "0.1.0"
 
-# The public names, by the module that defines them (``lightft.X`` for each key). ``__all__`` is derived.
+# The exported names, by the module that defines them. ``__all__`` is derived from this one list.
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "architectures": ("architecture_config", "ARCHITECTURES", "bert_to_distilbert", "build_encoder",
-        "save_as_distilbert"),
-    "attention": ("attention_cost", "AttentionCost", "capture_attention", "CapturedAttention", "causal_mask",
-        "MultiHeadSelfAttention", "padding_mask", "plot_attention", "scaled_dot_product_attention",
-        "scaling_statistics"),
-    "budgets": ("budget", "BUDGETS", "build_note", "sized", "verdict"),
-    "data": ("DataFileError", "EMBEDDED_DATASETS", "load_dataset", "split_summary"),
-    "environment": ("hardware_summary", "library_versions", "package_version"),
-    "evaluation": ("BootstrapResult", "calibration", "CalibrationResult", "classification_metrics",
-        "confusion_matrix", "cross_validate", "CrossValidationResult", "expected_calibration_error",
-        "mcnemar", "McNemarResult", "paired_bootstrap", "plot_confusion_matrix", "plot_reliability"),
+    "attention": ("scaled_dot_product_attention", "MultiHeadSelfAttention", "causal_mask", "padding_mask",
+                  "capture_attention", "plot_attention"),
+    "architectures": ("build_encoder", "architecture_config", "bert_to_distilbert"),
+    "memory": ("footprint", "activation_bytes"),
+    "data": ("load_dataset", "split_summary", "DataFileError"),
+    "models": ("load_model", "load_tokenizer", "count_parameters", "parameter_breakdown"),
+    "train": ("finetune", "FinetuneResult", "predict", "resolve_precision"),
+    "metrics": ("classification_metrics", "confusion_matrix", "paired_bootstrap", "mcnemar"),
+    "evaluation": ("cross_validate",),
+    "llm": ("load_llm", "generate", "chat", "classify_with_llm", "sft_examples", "train_sft"),
+    "lora": ("LoRALinear", "add_lora", "merge_lora"),
+    "budgets": ("budget", "sized", "verdict", "build_note"),
+    "environment": ("hardware_summary", "library_versions"),
     "hub": ("hub_reachable", "HubUnreachableError"),
-    "latency": ("compare_latency", "encoder_forward_flops", "LatencyResult", "measure_latency"),
-    "memory": ("activation_bytes", "bert_activation_estimate", "footprint", "MemoryFootprint"),
-    "models": ("count_parameters", "embedded_model_path", "EMBEDDED_MODELS", "load_model", "load_tokenizer",
-        "parameter_breakdown"),
-    "train": ("finetune", "FinetuneResult", "predict", "Prediction", "resolve_precision"),
-    "baselines": ("BaselineResult", "embedding_baseline", "encode_texts", "majority_baseline", "tfidf_baseline"),
-    "imbalance": ("class_weights", "weighted_cross_entropy"),
-    "measure": ("batch_accuracy", "measure_accuracy", "measure_inference", "measure_training",
-        "model_flops_utilisation", "non_embedding_parameters", "peak_matmul_flops", "text_batches",
-        "Throughput", "training_flops_per_token"),
-    "retrieval": ("contrastive_finetune", "embed", "find_passage", "load_questions", "mean_pool", "Passage",
-        "pseudo_queries", "Question", "retrieval_metrics", "Retriever", "split_book", "split_chapter"),
-    "sentiment": ("model_size_bytes", "ScoringSpeed", "SentimentScorer", "time_scoring"),
-    "strategies": ("accumulate_gradients", "apply_lora", "benchmark_strategies", "bitfit", "distill",
-        "distillation_loss", "enable_gradient_checkpointing", "format_benchmark", "freeze_encoder",
-        "quantize_int8", "saved_size", "shallow_student"),
-    "translation": ("evaluate_translator", "make_translation_splits", "MultiHeadCrossAttention",
-        "train_translator", "translate", "Translator", "TRANSLATOR_CONFIGS", "TranslatorConfig"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)
+_SUBMODULES = {"architectures", "attention", "baselines", "book", "budgets", "checks", "data", "environment",
+               "evaluation", "hub", "imbalance", "latency", "llm", "lora", "measure", "memory", "metrics",
+               "models", "retrieval", "sentiment", "strategies", "timing", "train", "translation"}
 
 
 def __getattr__(name: str):
+    if name in _SUBMODULES:  # lightft.strategies etc. without an explicit import
+        return importlib.import_module(f"lightft.{name}")
     module = _MODULE_OF.get(name)
-    if module is None:  # AttributeError also lets ``from lightft import measure`` find the submodule
-        raise AttributeError(f"module 'lightft' has no attribute {name!r}")
+    if module is None:
+        raise AttributeError(f"module 'lightft' has no attribute {name!r} (the exported names are "
+                             "lightft.__all__; other names live in their module, e.g. lightft.strategies.apply_lora)")
     value = getattr(importlib.import_module(f"lightft.{module}"), name)
     globals()[name] = value  # later lookups skip __getattr__
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | _SUBMODULES)

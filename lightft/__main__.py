@@ -1,4 +1,4 @@
-"""Command line: ``python -m lightft finetune | predict | bench`` (also installed as ``lightft``).
+"""Command line: ``python -m lightft finetune | predict | bench | sft | generate`` (also installed as ``lightft``).
 
 Chapter: "The fine-tuning project". Bad input prints one line to stderr and exits with status 2,
 with no traceback and nothing overwritten.
@@ -39,9 +39,15 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="lightft", description="Lightweight fine-tuning of transformer encoders.")
+    parser = _Parser(prog="lightft", description="Lightweight fine-tuning of transformer language models.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _encoder_commands(sub)
+    _bench_command(sub)
+    _llm_commands(sub)
+    return parser
 
+
+def _encoder_commands(sub) -> None:
     ft = sub.add_parser("finetune", help="fine-tune a model on a dataset and save the best checkpoint",
                         description="Fine-tune, evaluate each epoch, keep the best checkpoint, print one JSON "
                                     "line of final test metrics.")
@@ -59,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--train-limit", type=_positive_int, default=None, help="use only N training examples")
     ft.add_argument("--eval-limit", type=_positive_int, default=None, help="use only N validation/test examples")
     ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--checkpoint-every", type=_positive_int, default=None,
+                    help="evaluate and save a checkpoint every N optimizer steps (default: every epoch)")
     ft.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     ft.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output")
     ft.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -69,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("texts", nargs="+", help="the texts to classify")
     pr.add_argument("--batch-size", type=_positive_int, default=32)
 
+
+def _bench_command(sub) -> None:
     be = sub.add_parser("bench", help="rerun a chapter's measurements (--suite finetune|strategies) and print JSON",
                         description="--suite finetune (default): fine-tune MiniLM-L6 on Rotten Tomatoes as in the "
                                     "fine-tuning chapter (2 epochs, max length 64, batch 16, lr 5e-5, dynamic padding, "
@@ -96,7 +106,36 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     be.add_argument("--padding", choices=["dynamic", "max_length"], default="dynamic")
     be.add_argument("--seed", type=int, default=0)
-    return parser
+
+
+def _llm_commands(sub) -> None:
+    sf = sub.add_parser("sft", help="LoRA-SFT (or --qlora) of the embedded LLM on sentiment as label words",
+                        description="Fine-tune an LLM with LoRA on a two-class dataset (the answer 'positive' or "
+                                    "'negative' after a chat prompt; the loss on the answer only), save the adapter "
+                                    "in OUTPUT/adapter and print one JSON line (chapter 'LoRA and QLoRA on an LLM').")
+    sf.add_argument("--model", default="smollm2-135m-instruct",
+                    help="'smollm2-135m-instruct' (embedded), a saved folder, or a hub name (needs network)")
+    sf.add_argument("--data", default="rotten_tomatoes", help="'rotten_tomatoes', 'imdb' or a .csv/.jsonl file with 0/1 labels")
+    sf.add_argument("--output", required=True, help="folder for checkpoints and the adapter")
+    sf.add_argument("--qlora", action="store_true", help="4-bit NF4 base (bitsandbytes) instead of fp32")
+    sf.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output")
+    sf.add_argument("--train-limit", type=_positive_int, default=400)
+    sf.add_argument("--eval-limit", type=_positive_int, default=200)
+    sf.add_argument("--epochs", type=_positive_float, default=1.0)
+    sf.add_argument("--batch-size", type=_positive_int, default=8)
+    sf.add_argument("--learning-rate", type=_positive_float, default=1e-3)
+    sf.add_argument("--rank", type=_positive_int, default=8)
+    sf.add_argument("--alpha", type=_positive_float, default=16.0)
+    sf.add_argument("--targets", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+                    help="comma-separated linear layer names")
+    sf.add_argument("--seed", type=int, default=0)
+
+    ge = sub.add_parser("generate", help="answer a prompt with the LLM (chat template), optionally with an adapter",
+                        description="Print the model's greedy answer to each prompt, one per line.")
+    ge.add_argument("--model", default="smollm2-135m-instruct", help="'smollm2-135m-instruct', a folder, or a hub name")
+    ge.add_argument("--adapter", default=None, help="a folder saved by 'lightft sft' (OUTPUT/adapter)")
+    ge.add_argument("--max-new-tokens", type=_positive_int, default=64)
+    ge.add_argument("prompts", nargs="+", help="the prompts")
 
 
 def run_benchmark(model: str = "minilm-l6", data: str = "rotten_tomatoes", *, train_limit: int | None = None,
@@ -145,7 +184,7 @@ def _finetune(args) -> int:
         args.model, args.data, max_length=args.max_length, batch_size=args.batch_size, epochs=args.epochs,
         learning_rate=args.learning_rate, precision=args.precision, padding=args.padding, seed=args.seed,
         output_dir=output, overwrite=args.overwrite, resume=args.resume, train_limit=args.train_limit,
-        eval_limit=args.eval_limit, quiet=args.quiet,
+        eval_limit=args.eval_limit, quiet=args.quiet, checkpoint_every=args.checkpoint_every,
     )
     print(json.dumps({"test": result.metrics, "train_seconds": round(result.train_seconds, 2),
                       "examples_per_second": round(result.examples_per_second, 2),
@@ -166,15 +205,16 @@ def _predict(args) -> int:
 def _bench(args) -> int:
     if not args.model or not args.data:
         raise ValueError("--model and --data must not be empty")
-    if args.suite == "strategies":
-        from lightft.strategies import benchmark_strategies, format_benchmark
+    if args.suite == "strategies":  # a chapter runner: a script of the repository, not part of the package
+        script = Path(__file__).resolve().parents[1] / "benchmarks" / "strategies.py"
+        if not script.is_file():
+            raise FileNotFoundError("--suite strategies runs benchmarks/strategies.py of the lightft repository; "
+                                    "run it from a checkout (git clone), not from an installed package")
+        import runpy
 
-        result = benchmark_strategies(args.model, args.data, train_limit=args.train_limit or 480,
-                                      eval_limit=args.eval_limit or 500, steps=args.steps, seed=args.seed,
-                                      headline=not args.skip_headline)
-        print(format_benchmark(result))
-        print(json.dumps(result))
-        return 0
+        argv = ["--model", args.model, "--data", args.data, "--train-limit", str(args.train_limit or 480),
+                "--eval-limit", str(args.eval_limit or 500), "--steps", str(args.steps), "--seed", str(args.seed)]
+        return runpy.run_path(str(script))["main"](argv + ["--skip-headline"] * args.skip_headline)
     print(json.dumps(run_benchmark(
         args.model, args.data, train_limit=args.train_limit, eval_limit=args.eval_limit, epochs=args.epochs,
         max_length=args.max_length, batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -183,11 +223,32 @@ def _bench(args) -> int:
     return 0
 
 
+def _sft(args) -> int:
+    from lightft.llm import run_sft
+
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    print(json.dumps(run_sft(
+        args.model, args.data, args.output, qlora=args.qlora, resume=args.resume, train_limit=args.train_limit,
+        eval_limit=args.eval_limit, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        r=args.rank, alpha=args.alpha, target_modules=targets, seed=args.seed)))
+    return 0
+
+
+def _generate(args) -> int:
+    from lightft.llm import chat, load_with_adapter
+
+    model, tokenizer = load_with_adapter(args.model, args.adapter)
+    for prompt in args.prompts:
+        print(chat(model, tokenizer, prompt, max_new_tokens=args.max_new_tokens))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     try:
-        return {"finetune": _finetune, "predict": _predict, "bench": _bench}[args.command](args)
+        return {"finetune": _finetune, "predict": _predict, "bench": _bench, "sft": _sft,
+                "generate": _generate}[args.command](args)
     except KeyboardInterrupt:
         print("lightft: interrupted; continue with --resume", file=sys.stderr)
         return 130

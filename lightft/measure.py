@@ -1,62 +1,30 @@
 """Measuring a training or inference configuration: throughput, peak memory, FLOP/s and MFU.
 
-Chapter: "Lightweight strategies, measured". Every number in that chapter comes from these functions.
-
-* :func:`peak_matmul_flops` times a large matrix product: the hardware's practical ceiling, fp32 and bf16.
-* :func:`text_batches` tokenizes real texts into batches (padded to ``max_length`` or dynamically,
-  optionally grouped by length).
-* :func:`measure_training` runs a short, warmed-up loop of optimizer steps (forward, backward, AdamW)
-  and :func:`measure_inference` a loop of forward passes; both return a :class:`Throughput` with
-  examples/s, tokens/s (real, non-padding tokens), peak memory and, for training, model FLOPs
-  utilisation (MFU) against a peak measured in the same run.
-* :func:`training_flops_per_token` is the FLOP count behind MFU: ``6 x`` non-embedding parameters per
-  token (2 forward + 4 backward per weight) plus the attention scores, ``12 x layers x seq_len x hidden``.
-* :func:`measure_accuracy` fine-tunes with :func:`lightft.finetune` at a fixed budget (the "when asked"
-  accuracy).
-
-Peak memory is the process's resident set size (RSS) sampled by a background thread on a CPU (so it
-includes the Python process, the libraries and the weights: report differences between settings), and
-``torch.cuda.max_memory_allocated`` on a GPU.
-"""
+Chapter: "Lightweight strategies, measured": the hardware's ceiling (:func:`peak_matmul_flops`), batches
+of real text, short warmed-up loops (:func:`measure_training`, :func:`measure_inference`; times and
+memory from :mod:`lightft.timing`), FLOPs and MFU, and a fine-tune at a fixed budget."""
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import math
-import threading
-import time
-from dataclasses import asdict, dataclass
-from typing import Any, Iterator, Mapping, Sequence
+import itertools
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
-__all__ = [
-    "Throughput",
-    "batch_accuracy",
-    "measure_accuracy",
-    "measure_inference",
-    "measure_training",
-    "model_flops_utilisation",
-    "non_embedding_parameters",
-    "peak_matmul_flops",
-    "text_batches",
-    "training_flops_per_token",
-]
+from lightft import checks, timing
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+Batches = Sequence[Mapping[str, torch.Tensor]]
 
 
 @dataclass
 class Throughput:
-    """What one measured loop gave. Times in seconds, memory in bytes.
+    """What one measured loop gave (seconds, bytes; ``dataclasses.asdict`` for a table row).
 
-    ``tokens_per_s`` counts real tokens (attention mask 1); ``padded_tokens_per_s`` counts every
-    position the model computed, padding included. ``mfu`` is the model FLOPs utilisation (training
-    only; ``None`` when no peak was given).
-    """
+    ``tokens_per_s`` counts real tokens (mask 1), ``padded_tokens_per_s`` every computed position."""
 
     mode: str
     precision: str
@@ -71,85 +39,53 @@ class Throughput:
     flops_per_s: float | None = None
     mfu: float | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
-
-def _check_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _check_precision(precision: str, device: torch.device) -> str:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+def _device(where: nn.Module | torch.device, precision: str) -> torch.device:
+    """The device (a model's), after checking that ``precision`` can run there."""
+    device = where if isinstance(where, torch.device) else next(where.parameters(), torch.empty(0)).device
+    checks.choice("precision", precision, _DTYPES)
     if precision == "fp16" and device.type == "cpu":
         raise ValueError("precision='fp16' is a GPU technique (it needs loss scaling); on a CPU use 'bf16' or 'fp32'")
-    return precision
+    return device
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def _autocast(precision: str, device: torch.device):
+    return contextlib.nullcontext() if precision == "fp32" else torch.autocast(device.type, dtype=_DTYPES[precision])
 
 
 def peak_matmul_flops(precision: str = "fp32", *, size: int = 1024, repeats: int = 5,
                       device: str | torch.device | None = None) -> float:
-    """The best FLOP/s of a ``(size, size) @ (size, size)`` matrix product in ``precision``.
+    """The best FLOP/s of a ``(size, size) @ (size, size)`` product in ``precision`` (``2 size^3`` FLOPs).
 
-    One product costs ``2 * size**3`` FLOPs (a multiply and an add per term). The best of ``repeats``
-    timed runs (after one warm-up) is returned: the practical ceiling that :func:`model_flops_utilisation`
-    divides by. Uses ``torch.get_num_threads()`` threads on a CPU.
-    """
-    _check_int("size", size, 16)
-    _check_int("repeats", repeats, 1)
+    The *best* of ``repeats`` timed runs (after a warm-up), not the median: a ceiling, the peak that
+    :func:`model_flops_utilisation` divides by."""
+    checks.integer("size", size, 16)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    _check_precision(precision, device)
-    generator = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=generator).to(device=device, dtype=_DTYPES[precision])
-    b = torch.randn(size, size, generator=generator).to(device=device, dtype=_DTYPES[precision])
-    inner = 1 if device.type == "cpu" else 20
-    best = math.inf
-    for i in range(repeats + 1):
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(inner):
-            a @ b
-        _sync(device)
-        elapsed = (time.perf_counter() - start) / inner
-        if i:  # the first run is the warm-up
-            best = min(best, elapsed)
-    return 2 * size**3 / best
-
-
-def _config(model_or_config: Any):
-    return getattr(model_or_config, "config", model_or_config)
+    _device(device, precision)
+    a, b = torch.randn(2, size, size, generator=torch.Generator().manual_seed(0)).to(device, _DTYPES[precision])
+    inner = 1 if device.type == "cpu" else 20  # one GPU product is too quick to time alone
+    return 2 * size**3 * inner / min(timing.time_calls(lambda: [a @ b for _ in range(inner)], repeats=repeats,
+                                                       device=device))
 
 
 def non_embedding_parameters(model: nn.Module) -> int:
-    """Parameters that multiply every token: all but the embedding tables (word, position, type).
+    """Parameters that multiply every token: all but the embedding tables (look-ups cost no FLOPs).
 
-    Embedding look-ups cost no FLOPs; the classification head and pooler are counted (they are tiny).
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"non_embedding_parameters expects a torch.nn.Module, got {type(model).__name__}")
-    embedding = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
-    return sum(p.numel() for p in model.parameters() if id(p) not in embedding)
+    ``model.num_parameters(exclude_embeddings=True)``: the head, pooler and LayerNorms are counted."""
+    if not callable(getattr(model, "num_parameters", None)):
+        raise TypeError(f"model must be a transformers or peft model, got {type(model).__name__}")
+    return model.num_parameters(exclude_embeddings=True)
 
 
 def training_flops_per_token(model: nn.Module, seq_len: int) -> float:
     """Training FLOPs per token: ``6 N + 12 L s h``.
 
-    ``N`` is :func:`non_embedding_parameters` (each weight costs 2 FLOPs in the forward pass and 4 in
-    the backward pass); the attention scores :math:`QK^T` and the weighted sum of values cost
-    ``4 s h`` per token per layer forward, three times that with the backward pass (``L`` layers,
-    sequence length ``s``, hidden size ``h``). Dropout, softmax, LayerNorm and GELU are left out.
-    """
-    _check_int("seq_len", seq_len, 1)
-    config = _config(model)
-    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers", None)
-    hidden = getattr(config, "hidden_size", None) or getattr(config, "dim", None)
+    ``N`` is :func:`non_embedding_parameters` (2 FLOPs per weight forward, 4 backward); :math:`QK^T` and
+    the weighted sum of values cost ``4 s h`` per token per layer forward, ``12 s h`` with the backward
+    (``L`` layers, length ``s``, hidden size ``h``). Softmax, LayerNorm and GELU are left out."""
+    checks.integer("seq_len", seq_len)
+    config = getattr(model, "config", None)
+    layers, hidden = getattr(config, "num_hidden_layers", None), getattr(config, "hidden_size", None)
     if not layers or not hidden:
         raise ValueError("the model's config needs num_hidden_layers and hidden_size (a BERT-like encoder)")
     return 6 * non_embedding_parameters(model) + 12 * layers * seq_len * hidden
@@ -157,300 +93,164 @@ def training_flops_per_token(model: nn.Module, seq_len: int) -> float:
 
 def model_flops_utilisation(tokens_per_s: float, flops_per_token: float, peak_flops: float) -> float:
     """MFU: the model's useful FLOP/s (``tokens_per_s * flops_per_token``) as a fraction of ``peak_flops``."""
-    if peak_flops <= 0:
-        raise ValueError(f"peak_flops must be positive, got {peak_flops!r}")
-    return tokens_per_s * flops_per_token / peak_flops
+    return tokens_per_s * flops_per_token / checks.number("peak_flops", peak_flops, 0)
 
 
 def text_batches(tokenizer, texts: Sequence[str], labels: Sequence[int] | None = None, *, batch_size: int = 16,
                  max_length: int = 128, padding: str = "dynamic", group_by_length: bool = False,
                  truncation_side: str = "right", seed: int = 0) -> list[dict[str, torch.Tensor]]:
-    """Tokenize ``texts`` into a list of batches, each a dict of ``(batch, seq_len)`` tensors.
+    """Tokenize ``texts`` into batches, each a dict of ``(batch, seq_len)`` tensors (``labels``: ``(batch,)``).
 
-    Args:
-        padding: ``"max_length"`` pads every batch to ``max_length`` (the usual recipe);
-            ``"dynamic"`` pads each batch to its own longest text.
-        group_by_length: sort texts into length buckets before batching (batches of similar
-            lengths, so dynamic padding wastes less); batches are then shuffled with ``seed``.
-        truncation_side: ``"right"`` keeps the head of a long text, ``"left"`` keeps its tail.
-        labels: added to each batch as ``labels`` (shape ``(batch,)``) when given.
-    """
-    if padding not in ("dynamic", "max_length"):
-        raise ValueError(f"padding must be 'dynamic' or 'max_length'; got {padding!r}")
-    if truncation_side not in ("right", "left"):
-        raise ValueError(f"truncation_side must be 'right' (keep the head) or 'left' (keep the tail); got {truncation_side!r}")
-    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts) or not texts:
-        raise TypeError("texts must be a non-empty list of strings")
+    ``padding="max_length"`` pads every batch to ``max_length`` (the usual recipe), ``"dynamic"`` to its
+    longest text (``DataCollatorWithPadding``). ``group_by_length`` sorts by length, then shuffles the
+    batches with ``seed`` (a few timed steps see a fair sample of lengths; the Trainer's sampler puts the
+    longest first). ``truncation_side="left"`` keeps the tail of a long text instead of its head."""
+    from transformers import DataCollatorWithPadding
+
+    checks.choice("padding", padding, ("dynamic", "max_length"))
+    checks.choice("truncation_side", truncation_side, ("right", "left"))
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, not one string")
+    texts = checks.texts("texts", texts)
     if labels is not None and len(labels) != len(texts):
         raise ValueError(f"labels has {len(labels)} entries but texts has {len(texts)}")
-    _check_int("batch_size", batch_size)
-    _check_int("max_length", max_length, 2)
-    texts = list(texts)
-    side = tokenizer.truncation_side
-    tokenizer.truncation_side = truncation_side
+    checks.integer("batch_size", batch_size)
+    checks.integer("max_length", max_length, 2)
+    side, tokenizer.truncation_side = tokenizer.truncation_side, truncation_side
     try:
-        ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        encoded = tokenizer(texts, truncation=True, max_length=max_length, return_token_type_ids=False)
     finally:
         tokenizer.truncation_side = side
-    order = list(range(len(texts)))
-    if group_by_length:
-        order.sort(key=lambda i: len(ids[i]))
+    features = [{"input_ids": ids, "attention_mask": mask, **({} if labels is None else {"labels": int(labels[i])})}
+                for i, (ids, mask) in enumerate(zip(encoded["input_ids"], encoded["attention_mask"]))]
+    order = sorted(range(len(texts)), key=lambda i: len(features[i]["input_ids"])) if group_by_length \
+        else range(len(texts))
     chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     if group_by_length:
-        generator = torch.Generator().manual_seed(seed)
-        chunks = [chunks[i] for i in torch.randperm(len(chunks), generator=generator).tolist()]
-    pad_id = tokenizer.pad_token_id or 0
-    batches = []
-    for chunk in chunks:
-        width = max_length if padding == "max_length" else max(len(ids[i]) for i in chunk)
-        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):
-            input_ids[row, :len(ids[i])] = torch.tensor(ids[i])
-            mask[row, :len(ids[i])] = 1
-        batch = {"input_ids": input_ids, "attention_mask": mask}
-        if labels is not None:
-            batch["labels"] = torch.tensor([int(labels[i]) for i in chunk])
-        batches.append(batch)
-    return batches
+        chunks = [chunks[i] for i in torch.randperm(len(chunks), generator=torch.Generator().manual_seed(seed))]
+    collate = DataCollatorWithPadding(tokenizer, padding="longest" if padding == "dynamic" else "max_length",
+                                      max_length=max_length, return_tensors="pt")
+    return [dict(collate([features[i] for i in chunk])) for chunk in chunks]
 
 
-class _PeakMemory:
-    """Peak memory during a ``with`` block: RSS sampled every ``interval`` s on a CPU, CUDA stats on a GPU."""
-
-    def __init__(self, device: torch.device, interval: float = 0.002):
-        self.device, self.interval = device, interval
-        self.peak = self.start = 0
-        self._stop = threading.Event()
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.start = torch.cuda.memory_allocated(self.device)
-            return self
-        import psutil
-
-        with contextlib.suppress(OSError, AttributeError):  # give freed heap pages back (glibc)
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        process = psutil.Process()
-        self.start = self.peak = process.memory_info().rss
-
-        def sample():
-            while not self._stop.is_set():
-                self.peak = max(self.peak, process.memory_info().rss)
-                self._stop.wait(self.interval)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.peak = torch.cuda.max_memory_allocated(self.device)
-            return False
-        self._stop.set()
-        self._thread.join()
-        import psutil
-
-        self.peak = max(self.peak, psutil.Process().memory_info().rss)
-        return False
+def _check(model: nn.Module, batches: Batches, need_labels: bool) -> None:
+    checks.instance("model", model, nn.Module, "a torch.nn.Module")
+    if not isinstance(batches, Sequence) or not batches or not all(
+            isinstance(b, Mapping) and "input_ids" in b for b in batches):
+        raise TypeError("batches must be a non-empty list of dicts with input_ids (see text_batches)")
+    if need_labels and not all("labels" in b for b in batches):
+        raise ValueError("training batches need labels (pass labels= to text_batches)")
 
 
-def _autocast(precision: str, device: torch.device):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
+def _timed_loop(model: nn.Module, batches: Batches, work: Callable[[Callable[[], dict]], None], *, mode: str,
+                precision: str, steps: int, warmup: int, peak_flops: float | None = None) -> Throughput:
+    """Time ``steps`` calls of ``work(next_batch)`` after ``warmup``; ``next_batch()`` cycles through
+    ``batches`` and counts examples, real tokens, computed positions and (with ``peak_flops``) FLOPs."""
+    device, position, counts = _device(model, precision), itertools.count(), []
+
+    def next_batch() -> dict[str, torch.Tensor]:
+        batch = {k: v.to(device) for k, v in batches[next(position) % len(batches)].items()}
+        ids, mask = batch["input_ids"], batch.get("attention_mask")
+        real = int(mask.sum()) if mask is not None else ids.numel()
+        flops = training_flops_per_token(model, ids.shape[1]) * real if peak_flops else 0.0
+        counts.append((ids.shape[0], real, ids.numel(), flops))
+        return batch
+
+    was_training = model.training
+    model.train(mode == "train")
+    try:
+        with timing.PeakMemory(device) as memory:
+            seconds = sum(timing.time_calls(lambda: work(next_batch), repeats=steps, warmup=warmup, device=device))
+    finally:
+        model.train(was_training)
+    timed = counts[len(counts) * warmup // (warmup + steps):]  # every call takes as many batches
+    examples, real, padded, flops = (sum(column) for column in zip(*timed))
+    flops_per_s = flops / seconds if peak_flops else None
+    return Throughput(mode, precision, steps, examples, seconds, examples / seconds, real / seconds,
+                      padded / seconds, int(memory.peak), int(memory.increase), flops_per_s,
+                      flops_per_s / peak_flops if peak_flops else None)
 
 
-def _check_batches(batches: Sequence[Mapping[str, torch.Tensor]], need_labels: bool) -> None:
-    if not isinstance(batches, Sequence) or not batches:
-        raise TypeError("batches must be a non-empty list of dicts of tensors (see text_batches)")
-    for batch in batches:
-        if not isinstance(batch, Mapping) or "input_ids" not in batch:
-            raise TypeError("each batch must be a dict with at least input_ids (and attention_mask)")
-        if need_labels and "labels" not in batch:
-            raise ValueError("training batches need labels (pass labels= to text_batches)")
-
-
-def _cycle(batches: Sequence, n: int) -> Iterator:
-    for i in range(n):
-        yield batches[i % len(batches)]
-
-
-def _counts(batch: Mapping[str, torch.Tensor]) -> tuple[int, int, int]:
-    ids = batch["input_ids"]
-    mask = batch.get("attention_mask")
-    real = int(mask.sum()) if mask is not None else ids.numel()
-    return ids.shape[0], real, ids.numel()
-
-
-def measure_training(model: nn.Module, batches: Sequence[Mapping[str, torch.Tensor]], *, precision: str = "fp32",
+def measure_training(model: nn.Module, batches: Batches, *, precision: str = "fp32",
                      steps: int = 3, warmup: int = 1, accumulation_steps: int = 1, learning_rate: float = 5e-5,
                      peak_flops: float | None = None, restore: bool = True) -> Throughput:
     """Time ``steps`` optimizer steps (after ``warmup`` untimed ones) of ``model`` on ``batches``.
 
-    Each optimizer step runs ``accumulation_steps`` forward/backward passes (one per batch, taken from
-    ``batches`` in turn, cycling) and one AdamW update; under ``precision`` ``"bf16"``/``"fp16"`` the
-    forward pass runs in ``torch.autocast``. Batches are dicts of ``(batch, seq_len)`` tensors with
-    ``labels`` of shape ``(batch,)``, e.g. from :func:`text_batches`. ``peak_flops`` (from
-    :func:`peak_matmul_flops`, same precision) adds FLOP/s and MFU to the result; both count real
-    tokens only (work spent on padding is not useful work). With ``restore`` the
-    weights are put back afterwards, so one model can be measured in several settings.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"measure_training expects a torch.nn.Module, got {type(model).__name__}")
-    _check_batches(batches, need_labels=True)
-    _check_int("steps", steps)
-    _check_int("warmup", warmup, 0)
-    _check_int("accumulation_steps", accumulation_steps)
-    device = next(model.parameters()).device
-    _check_precision(precision, device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if not trainable:
+    A step: ``accumulation_steps`` forward/backward passes (one batch each, cycling through ``batches``
+    from :func:`text_batches`; ``"bf16"``/``"fp16"`` autocast them), then AdamW. ``peak_flops`` (same
+    precision) adds FLOP/s and MFU over real tokens. ``restore`` puts the weights back afterwards."""
+    _check(model, batches, need_labels=True)
+    checks.integer("steps", steps)
+    checks.integer("accumulation_steps", accumulation_steps)
+    device = _device(model, precision)
+    if not (trainable := [p for p in model.parameters() if p.requires_grad]):
         raise ValueError("the model has no trainable parameters; nothing to train")
     saved = {k: v.detach().clone() for k, v in model.state_dict().items()} if restore else None
-    was_training = model.training
     optimizer = torch.optim.AdamW(trainable, lr=learning_rate)
-    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    stream = _cycle(batches, (steps + warmup) * accumulation_steps)
-    examples = real = padded = 0
-    flops = 0.0
-    model.train()
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")  # disabled: a pass-through
+
+    def step(next_batch: Callable[[], dict]) -> None:
+        for _ in range(accumulation_steps):
+            with _autocast(precision, device):
+                loss = model(**next_batch()).loss / accumulation_steps
+            scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
     try:
-        def step(count: bool) -> None:
-            nonlocal examples, real, padded, flops
-            for _ in range(accumulation_steps):
-                batch = {k: v.to(device) for k, v in next(stream).items()}
-                with _autocast(precision, device):
-                    loss = model(**batch).loss / accumulation_steps
-                (scaler.scale(loss) if scaler else loss).backward()
-                if count:
-                    n, r, p = _counts(batch)
-                    examples, real, padded = examples + n, real + r, padded + p
-                    flops += training_flops_per_token(model, batch["input_ids"].shape[1]) * r if peak_flops else 0
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-        with _PeakMemory(device) as memory:
-            for _ in range(warmup):
-                step(False)
-            _sync(device)
-            start = time.perf_counter()
-            for _ in range(steps):
-                step(True)
-            _sync(device)
-            seconds = time.perf_counter() - start
+        return _timed_loop(model, batches, step, mode="train", precision=precision, steps=steps, warmup=warmup,
+                           peak_flops=peak_flops)
     finally:
-        model.train(was_training)
         if saved is not None:
-            with torch.no_grad():
-                model.load_state_dict(saved)
-        del optimizer
-    flops_per_s = flops / seconds if peak_flops else None
-    return Throughput(
-        mode="train", precision=precision, steps=steps, examples=examples, seconds=seconds,
-        examples_per_s=examples / seconds, tokens_per_s=real / seconds, padded_tokens_per_s=padded / seconds,
-        peak_memory_bytes=int(memory.peak), memory_increase_bytes=int(memory.peak - memory.start),
-        flops_per_s=flops_per_s, mfu=flops_per_s / peak_flops if peak_flops else None,
-    )
+            model.load_state_dict(saved)
 
 
-def measure_inference(model: nn.Module, batches: Sequence[Mapping[str, torch.Tensor]], *, precision: str = "fp32",
+def measure_inference(model: nn.Module, batches: Batches, *, precision: str = "fp32",
                       steps: int | None = None, warmup: int = 1) -> Throughput:
     """Time forward passes of ``model`` (eval mode, ``torch.inference_mode``) over ``batches``.
 
-    ``steps`` batches are timed (default: each batch once) after ``warmup`` untimed ones; ``labels``
-    in a batch are ignored. Works for any module that takes ``input_ids`` and ``attention_mask``,
-    including int8 dynamically quantized models.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"measure_inference expects a torch.nn.Module, got {type(model).__name__}")
-    _check_batches(batches, need_labels=False)
-    steps = len(batches) if steps is None else _check_int("steps", steps)
-    _check_int("warmup", warmup, 0)
-    device = next(model.parameters(), torch.empty(0)).device
-    _check_precision(precision, device)
-    was_training = model.training
-    model.eval()
-    examples = real = padded = 0
-    try:
-        with _PeakMemory(device) as memory, torch.inference_mode(), _autocast(precision, device):
-            for batch in _cycle(batches, warmup):
-                model(**{k: v.to(device) for k, v in batch.items() if k != "labels"})
-            _sync(device)
-            start = time.perf_counter()
-            for batch in _cycle(batches, steps):
-                model(**{k: v.to(device) for k, v in batch.items() if k != "labels"})
-                n, r, p = _counts(batch)
-                examples, real, padded = examples + n, real + r, padded + p
-            _sync(device)
-            seconds = time.perf_counter() - start
-    finally:
-        model.train(was_training)
-    return Throughput(
-        mode="inference", precision=precision, steps=steps, examples=examples, seconds=seconds,
-        examples_per_s=examples / seconds, tokens_per_s=real / seconds, padded_tokens_per_s=padded / seconds,
-        peak_memory_bytes=int(memory.peak), memory_increase_bytes=int(memory.peak - memory.start),
-    )
+    ``steps`` batches (default: each once) after ``warmup``; ``labels`` ignored; int8 models too."""
+    _check(model, batches, need_labels=False)
+    steps = len(batches) if steps is None else checks.integer("steps", steps)
+    device = _device(model, precision)
+
+    def forward(next_batch: Callable[[], dict]) -> None:
+        with torch.inference_mode(), _autocast(precision, device):
+            model(**{k: v for k, v in next_batch().items() if k != "labels"})
+
+    return _timed_loop(model, batches, forward, mode="inference", precision=precision, steps=steps, warmup=warmup)
 
 
 def measure_accuracy(model: nn.Module | str = "minilm-l6", data: Any = "rotten_tomatoes", *, train_limit: int = 500,
                      eval_limit: int | None = 500, **finetune_kwargs) -> dict[str, Any]:
-    """Fine-tune at a fixed budget with :func:`lightft.finetune` and return the test metrics and timings.
+    """Fine-tune at a fixed budget with :func:`lightft.finetune`; return the test metrics and timings.
 
-    Returns a dict with ``accuracy``, ``f1``, ``train_seconds``, ``examples_per_s``, ``tokens_per_s``,
-    ``peak_memory_bytes``, ``precision`` and ``steps``; ``finetune_kwargs`` go to ``finetune``
-    (``max_length``, ``padding``, ``precision``, ``epochs``, ``learning_rate``, ...). Checkpoints go to a
-    temporary folder that is deleted afterwards.
-    """
-    import shutil
+    Keys: ``accuracy``, ``f1``, ``train_seconds``, ``examples_per_s``, ``tokens_per_s``, ``peak_memory_bytes``,
+    ``precision``, ``steps``, ``epochs``, ``model``. Checkpoints go to a temporary folder, then away."""
     import tempfile
-    from pathlib import Path
 
     from lightft.train import finetune
 
     finetune_kwargs.setdefault("quiet", True)
-    scratch = Path(tempfile.mkdtemp(prefix="lightft-measure-"))
-    try:
-        result = finetune(model, data, train_limit=train_limit, eval_limit=eval_limit,
-                          output_dir=scratch / "run", **finetune_kwargs)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return {"accuracy": result.metrics["accuracy"], "f1": result.metrics.get("f1"),
-            "train_seconds": result.train_seconds, "examples_per_s": result.examples_per_second,
-            "tokens_per_s": result.tokens_per_second, "peak_memory_bytes": result.peak_memory_bytes,
-            "precision": result.precision, "steps": result.steps, "epochs": result.epochs,
-            "model": result.model}
+    with tempfile.TemporaryDirectory(prefix="lightft-measure-", ignore_cleanup_errors=True) as scratch:
+        r = finetune(model, data, train_limit=train_limit, eval_limit=eval_limit, output_dir=f"{scratch}/run",
+                     **finetune_kwargs)
+    same = ("train_seconds", "peak_memory_bytes", "precision", "steps", "epochs", "model")
+    return {"accuracy": r.metrics["accuracy"], "f1": r.metrics.get("f1"), "examples_per_s": r.examples_per_second,
+            "tokens_per_s": r.tokens_per_second, **{k: getattr(r, k) for k in same}}
 
 
-def batch_accuracy(model: nn.Module, batches: Sequence[Mapping[str, torch.Tensor]], *,
-                   precision: str = "fp32") -> tuple[float, torch.Tensor]:
-    """Accuracy of ``model`` on labelled ``batches`` (eval mode, no gradients) and its predictions.
-
-    Returns ``(accuracy, predictions)`` with ``predictions`` of shape ``(examples,)``, in batch order.
-    Works for fp32, bf16 autocast and int8 (dynamically quantized) models alike.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"batch_accuracy expects a torch.nn.Module, got {type(model).__name__}")
-    _check_batches(batches, need_labels=True)
-    device = next(model.parameters(), torch.empty(0)).device
-    _check_precision(precision, device)
-    was_training = model.training
+def batch_accuracy(model: nn.Module, batches: Batches, *, precision: str = "fp32") -> tuple[float, torch.Tensor]:
+    """``(accuracy, predictions)`` on labelled ``batches``, predictions ``(examples,)`` in batch order
+    (eval mode, no gradients; fp32, bf16 autocast and int8 models alike)."""
+    _check(model, batches, need_labels=True)
+    device, was_training = _device(model, precision), model.training
     model.eval()
-    predictions, labels = [], []
     try:
         with torch.inference_mode(), _autocast(precision, device):
-            for batch in batches:
-                inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
-                predictions.append(model(**inputs).logits.argmax(-1).cpu())
-                labels.append(batch["labels"])
+            predicted = torch.cat([model(**{k: v.to(device) for k, v in b.items() if k != "labels"})
+                                   .logits.argmax(-1).cpu() for b in batches])
     finally:
         model.train(was_training)
-    predicted, truth = torch.cat(predictions), torch.cat(labels)
-    return float((predicted == truth).float().mean()), predicted
+    return float((predicted == torch.cat([b["labels"] for b in batches])).float().mean()), predicted

@@ -3,19 +3,23 @@
 Chapter: "The fine-tuning project" (and every chapter that trains: strategies, evaluation,
 applications).
 
-``finetune(model, data, ...)`` tokenizes, trains with evaluation after each epoch, keeps the best
-checkpoint (safetensors), evaluates it on the test split and returns a :class:`FinetuneResult` with the
-metrics, the loss/metric history, wall time, examples/s, tokens/s, peak memory and the hardware.
+``finetune(model, data, ...)`` is the chapter's corrected listing with three things added, all of
+them the ``Trainer``'s own features: evaluation and a checkpoint after each epoch, the best epoch's
+model kept (``load_best_model_at_end``) and a run that resumes after a crash
+(``get_last_checkpoint``). It reads as five steps: inputs, model, output folder, arguments, result.
 ``predict(model_dir, texts)`` loads a saved model and returns labels and probabilities.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import json
 import math
 import os
 import shutil
-import time
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,34 +28,30 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["FinetuneResult", "Prediction", "finetune", "predict", "resolve_precision"]
+from lightft import checks
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PADDINGS = ("dynamic", "max_length")
 BEST = "best"
+METRICS = ("accuracy", "f1", "precision", "recall", "macro_f1", "weighted_f1", "loss")
 
 
 def _cpu_flags() -> set[str]:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+            return next((set(line.split(":", 1)[1].split()) for line in handle if line.startswith("flags")), set())
     except OSError:
-        pass
-    return set()
+        return set()
 
 
 def resolve_precision(precision: str = "auto", device: str | None = None) -> tuple[str, str]:
-    """Choose the training precision and say why.
+    """Choose the training precision and say why: ``(name, reason)``.
 
-    Returns ``(name, reason)`` with ``name`` one of ``"fp32"``, ``"bf16"`` (autocast), ``"fp16"``
-    (autocast with loss scaling). ``"auto"`` picks bf16 on a GPU or CPU that supports it, fp16 with loss
-    scaling on an older GPU, fp32 otherwise. ``"fp16"`` on a CPU is refused: fp16 needs a loss scaler
-    to keep small gradients from underflowing, a GPU technique; CPUs have no fast fp16 matmul either.
+    ``"auto"`` picks bf16 autocast on a GPU or CPU with native bfloat16, fp16 autocast with loss scaling
+    on an older GPU, fp32 otherwise. ``"fp16"`` on a CPU is refused: it needs a loss scaler (a GPU
+    technique) and CPUs have no fast fp16 matmul.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    checks.choice("precision", precision, PRECISIONS)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda"):
         bf16 = torch.cuda.is_bf16_supported()
@@ -59,17 +59,13 @@ def resolve_precision(precision: str = "auto", device: str | None = None) -> tup
             return ("bf16", "this GPU supports bfloat16") if bf16 else (
                 "fp16", "this GPU lacks bfloat16: float16 autocast with loss scaling")
         if precision == "bf16" and not bf16:
-            raise ValueError("precision='bf16' was asked for, but this GPU does not support bfloat16; use 'fp16' or 'fp32'")
+            raise ValueError("precision='bf16': this GPU does not support bfloat16; use 'fp16' or 'fp32'")
         return precision, f"asked for {precision}"
-    flags = _cpu_flags()
-    cpu_bf16 = bool(flags & {"avx512_bf16", "amx_bf16"})
     if precision == "fp16":
-        raise ValueError(
-            "precision='fp16' is refused on a CPU: float16 training needs loss scaling (a GPU technique) and "
-            "CPUs have no fast float16 matrix multiply; use 'bf16' (same memory saving, no scaler) or 'fp32'"
-        )
+        raise ValueError("precision='fp16' is refused on a CPU: float16 training needs loss scaling (a GPU "
+                         "technique); use 'bf16' (same memory saving, no scaler) or 'fp32'")
     if precision == "auto":
-        if cpu_bf16:
+        if _cpu_flags() & {"avx512_bf16", "amx_bf16"}:
             return "bf16", "this CPU has native bfloat16 instructions (avx512_bf16/amx_bf16): bf16 autocast"
         return "fp32", "this CPU has no native bfloat16 instructions: fp32"
     return precision, f"asked for {precision}"
@@ -97,97 +93,133 @@ class FinetuneResult:
 
     def summary(self) -> dict[str, Any]:
         """The JSON-friendly part (everything but the model)."""
-        out = asdict(self)  # noqa: deep copies history, fine at this size
-        out.pop("model", None)
-        return out
+        return {k: v for k, v in asdict(self).items() if k != "model"}
 
 
-def _peak_rss_sampler():
-    import psutil
+# ---- step 1: inputs ---------------------------------------------------------------------------------
 
-    process = psutil.Process()
-    peak = [process.memory_info().rss]
+def _inputs(data, seed: int, train_limit: int | None, eval_limit: int | None):
+    """The three splits (checked, cut to the budget) and the class names or count."""
+    from datasets import DatasetDict
 
-    def sample() -> int:
-        peak[0] = max(peak[0], process.memory_info().rss)
-        return peak[0]
+    from lightft.data import load_dataset
 
-    return sample
+    if isinstance(data, (str, os.PathLike)):
+        data = load_dataset(data, seed=seed)
+    for split in ("train", "validation", "test"):
+        if split not in data:
+            raise ValueError(f"data must have train, validation and test splits; it has {list(data)}")
+        if not {"text", "label"} <= set(data[split].column_names):
+            raise ValueError(f"data[{split!r}] needs columns text and label; has {data[split].column_names}")
+        if len(data[split]) == 0:
+            raise ValueError(f"data[{split!r}] is empty")
+        if np.asarray(data[split]["label"]).dtype.kind not in "iu":
+            raise TypeError(f"data[{split!r}] labels must be integers 0..K-1")
+    names = getattr(data["train"].features["label"], "names", None)
+    k = len(names) if names else int(max(data["train"]["label"])) + 1
+    for split in ("train", "validation", "test"):
+        labels = np.asarray(data[split]["label"])
+        bad = labels[(labels < 0) | (labels >= k)]
+        if bad.size:
+            raise ValueError(f"data[{split!r}] has label {int(bad[0])}, out of range: labels must be 0..{k - 1} "
+                             f"({k} classes, from the training split)")
+    limits = {"train": train_limit, "validation": eval_limit, "test": eval_limit}
+    cut = {s: data[s].select(range(min(n, len(data[s])))) if n else data[s] for s, n in limits.items()}
+    return DatasetDict(cut), names, k
 
 
 def _tokenize(data, tokenizer, max_length: int, padding: str):
     def encode(batch):
-        return tokenizer(
-            batch["text"],
-            truncation=True,
-            max_length=max_length,
-            padding="max_length" if padding == "max_length" else False,
-        )
+        return tokenizer(batch["text"], truncation=True, max_length=max_length,
+                         padding="max_length" if padding == "max_length" else False)
 
-    # Naming the result ourselves spares datasets from hashing the tokenizer (pickling it: ~2 s a call on
-    # a 2-core CPU); the name still changes with the data, the tokenizer and every setting used here.
-    import hashlib
-
+    # Naming the result ourselves spares datasets from hashing the tokenizer (pickling it: ~2 s a call on a
+    # 2-core CPU); the name still changes with the data, the tokenizer and every setting used here.
     key = repr((data._fingerprint, type(tokenizer).__name__, tokenizer.name_or_path, len(tokenizer),
                 sorted(map(str, tokenizer.init_kwargs.items())), max_length, padding))
     fingerprint = hashlib.sha256(key.encode()).hexdigest()[:32]
     return data.map(encode, batched=True, remove_columns=["text"], desc="tokenizing", new_fingerprint=fingerprint)
 
 
-def _check_free_space(out: Path, model: nn.Module, existing_checkpoints: int = 0, keep: int = 2) -> None:
-    """Refuse to start when the disk holding ``out`` cannot take the checkpoints the run will write.
+# ---- step 2: model ----------------------------------------------------------------------------------
 
-    Each checkpoint holds the weights plus AdamW's two fp32 moments per trainable parameter; the
-    ``Trainer`` keeps ``keep`` of them and writes the next one before it deletes the oldest; ``best/``
-    holds the weights once more. Failing here, before training, beats failing at the first save.
-    """
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    optimizer = sum(2 * 4 * p.numel() for p in model.parameters() if p.requires_grad)
-    needed = max(1, keep + 1 - existing_checkpoints) * (weights + optimizer) + weights
-    anchor = out
-    while not anchor.exists() and anchor != anchor.parent:
-        anchor = anchor.parent
-    free = shutil.disk_usage(anchor).free
-    if free < needed:
-        error = OSError(f"not enough free disk space for output_dir {out}: the checkpoints need about "
-                        f"{needed / 2**20:.0f} MiB, {free / 2**20:.0f} MiB free on that disk")
-        error.errno = 28  # ENOSPC, what the disk itself would say at the first checkpoint
-        raise error
+def _model(model, tokenizer, names, k: int, seed: int, max_length: int):
+    from lightft.models import load_model, load_tokenizer
+
+    if isinstance(model, (str, os.PathLike)):
+        tokenizer = tokenizer or load_tokenizer(model)
+        model = load_model(model, labels=names, seed=seed) if names else load_model(model, k, seed=seed)
+    checks.instance("model", model, nn.Module, "a torch.nn.Module or a model name")
+    head = getattr(model.config, "num_labels", None)
+    if head is not None and head != k:
+        raise ValueError(f"the model's head has {head} classes but the data has {k}")
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and max_length > limit:
+        raise ValueError(f"max_length={max_length} exceeds the model's limit of {limit} positions")
+    return model, tokenizer or load_tokenizer(model.config._name_or_path or "minilm-l6")
 
 
-def _make_writable_folder(out: Path) -> None:
-    """Create ``out`` (and missing parents) and prove it is writable with a probe file; on failure
-    remove what was created and raise ``PermissionError`` naming the folder."""
-    top = out
-    while not top.parent.exists() and top.parent != top:
-        top = top.parent
-    created = not top.exists()
-    probe = out / ".lightft-write-test"
+# ---- step 3: the output folder: never overwrite by accident; resume from the last complete checkpoint -
+
+def _output_folder(output_dir, overwrite: bool, resume: bool) -> Path:
+    out = Path(output_dir if output_dir is not None else tempfile.mkdtemp(prefix="lightft-"))
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output_dir {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not resume:
+        if not overwrite:
+            raise FileExistsError(f"output_dir {out} exists and is not empty; pass overwrite=True to replace "
+                                  "it or resume=True to continue")
+        shutil.rmtree(out)
+    if resume and out.is_dir():  # a link inside output_dir must not lead writes outside it
+        root = out.resolve()
+        for entry in out.rglob("*"):
+            if entry.is_symlink() and not entry.resolve().is_relative_to(root):
+                raise ValueError(f"output_dir {out} holds a link {entry} that points outside it; remove it")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        (out / ".lightft-write-test").write_bytes(b"ok")
+        (out / ".lightft-write-test").unlink()
     except OSError as err:
-        if created:
-            shutil.rmtree(top, ignore_errors=True)
         raise PermissionError(f"output_dir {out} is not writable ({err.strerror or err})") from None
+    return out
 
 
-def _check_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+def _resume_point(out: Path) -> str | None:
+    """The newest complete checkpoint (``get_last_checkpoint``), after removing newer ones that a kill
+    left half-written (``trainer_state.json``, written last, missing or truncated)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    while (last := get_last_checkpoint(str(out))) is not None:
+        try:
+            json.loads(Path(last, "trainer_state.json").read_text())
+            return last
+        except (OSError, ValueError):
+            shutil.rmtree(last)
+    return None
 
 
-def _checkpointing_argument(enabled: bool) -> dict:
-    """TrainingArguments' name for activation recomputation: transformers 5.2x renamed
-    ``gradient_checkpointing`` to ``activation_checkpointing`` (the old name warns); older releases
-    only know the old name."""
+# ---- step 4: arguments ------------------------------------------------------------------------------
+
+def _arguments(out: Path, precision: str, quiet: bool, checkpoint_every: int | None, **settings):
     from transformers import TrainingArguments
 
-    fields = getattr(TrainingArguments, "__dataclass_fields__", {})
-    name = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
-    return {name: enabled}
+    every = {"eval_strategy": "steps", "save_strategy": "steps", "eval_steps": checkpoint_every,
+             "save_steps": checkpoint_every} if checkpoint_every else {"eval_strategy": "epoch", "save_strategy": "epoch"}
+    return TrainingArguments(
+        output_dir=str(out), **every, **settings,
+        load_best_model_at_end=True, metric_for_best_model="accuracy", greater_is_better=True,
+        save_total_limit=2,  # the newest checkpoint and the best one
+        bf16=precision == "bf16", fp16=precision == "fp16", report_to="none", disable_tqdm=quiet,
+        log_level="error" if quiet else "passive", dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def _disk_full(err: BaseException) -> bool:
+    while err is not None:
+        if getattr(err, "errno", None) == errno.ENOSPC or "No space left on device" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def finetune(
@@ -203,6 +235,7 @@ def finetune(
     warmup: float = 0.1,
     precision: str = "auto",
     padding: str = "dynamic",
+    group_by_length: bool = False,
     gradient_accumulation_steps: int = 1,
     seed: int = 0,
     output_dir: str | os.PathLike | None = None,
@@ -216,220 +249,91 @@ def finetune(
     gradient_checkpointing: bool = False,
     compute_loss_func=None,
 ) -> FinetuneResult:
-    """Fine-tune ``model`` on ``data`` and evaluate the best checkpoint on the test split.
+    """Fine-tune ``model`` on ``data``, keep the best epoch, evaluate it on the test split.
 
     Args:
         model: a sequence-classification model, or a name for :func:`lightft.load_model`.
         data: a ``DatasetDict`` with train/validation/test and text/label, or a name/path for
             :func:`lightft.load_dataset`.
-        tokenizer: defaults to the tokenizer of ``model`` (its ``name_or_path``).
+        tokenizer: defaults to the tokenizer of ``model``.
         max_length: longest sequence in tokens; longer texts are truncated.
         padding: ``"dynamic"`` pads each batch to its longest text (``DataCollatorWithPadding``);
             ``"max_length"`` pads every text to ``max_length`` (the usual, slower recipe).
+        group_by_length: batch texts of similar length together (less padding; the ``Trainer``'s
+            ``train_sampling_strategy="group_by_length"``).
         epochs: passes over the training split (may be fractional).
-        warmup: linear warm-up, as a fraction of all steps (< 1) or a number of steps (>= 1).
-        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (GPU only); see
-            :func:`resolve_precision`.
+        warmup: linear warm-up, a fraction of all steps (< 1) or a number of steps (>= 1).
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (GPU only); see :func:`resolve_precision`.
         seed: seeds the head, the data order and dropout; same seed, same machine: same metrics.
-        output_dir: where checkpoints and the best model (``output_dir/best``) go; a temporary folder
-            when omitted. An existing non-empty folder is refused unless ``overwrite`` or ``resume``.
-        resume: continue from the newest checkpoint in ``output_dir`` (after an interruption).
-        checkpoint_every: save a checkpoint every this many optimizer steps (default: twice an epoch).
+        output_dir: checkpoints and the best model (``output_dir/best``); a temporary folder when omitted.
+            A non-empty folder is refused unless ``overwrite`` or ``resume``.
+        resume: continue from the newest complete checkpoint in ``output_dir``.
+        checkpoint_every: evaluate and save every this many optimizer steps (default: every epoch).
         train_limit, eval_limit: use only the first N training / validation+test examples (a budget).
-        quiet: no progress bars or logs.
         callbacks: extra ``transformers.TrainerCallback`` objects.
-        gradient_checkpointing: recompute activations in the backward pass instead of storing them
-            (less memory, more time; see the strategies chapter).
-        compute_loss_func: a custom loss ``f(outputs, labels, num_items_in_batch) -> loss`` passed to
-            the ``Trainer`` (e.g. a class-weighted cross-entropy); the model's own loss when ``None``.
+        gradient_checkpointing: recompute activations in the backward pass (less memory, more time).
+        compute_loss_func: a custom loss ``f(outputs, labels, num_items_in_batch)`` for the ``Trainer``.
     """
-    import tempfile
-
-    import transformers
-    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
-
-    from lightft.data import load_dataset
-    from lightft.environment import hardware_summary
-    from lightft.evaluation import classification_metrics
-    from lightft.models import load_model, load_tokenizer
-
-    max_length = _check_int("max_length", max_length)
-    batch_size = _check_int("batch_size", batch_size)
-    gradient_accumulation_steps = _check_int("gradient_accumulation_steps", gradient_accumulation_steps)
-    if not isinstance(epochs, (int, float)) or isinstance(epochs, bool) or not epochs > 0:
-        raise ValueError(f"epochs must be a positive number, got {epochs!r}")
-    if not isinstance(learning_rate, (int, float)) or not 0 < learning_rate < 1:
-        raise ValueError(f"learning_rate must be a number in (0, 1), got {learning_rate!r}")
-    if padding not in PADDINGS:
-        raise ValueError(f"padding must be one of {', '.join(PADDINGS)}; got {padding!r}")
-    if warmup < 0:
-        raise ValueError(f"warmup must be >= 0 (a fraction < 1 or a number of steps), got {warmup!r}")
+    max_length, batch_size = checks.integer("max_length", max_length), checks.integer("batch_size", batch_size)
+    accumulation = checks.integer("gradient_accumulation_steps", gradient_accumulation_steps)
+    checks.number("epochs", epochs, 0, None)
+    checks.number("learning_rate", learning_rate, 0, 1)
+    checks.number("warmup", warmup, 0, None, inclusive=True)
+    checks.choice("padding", padding, PADDINGS)
+    if checkpoint_every is not None:
+        checks.integer("checkpoint_every", checkpoint_every)
     precision_name, precision_reason = resolve_precision(precision)
+    data, names, k = _inputs(data, seed, train_limit, eval_limit)
+    model, tokenizer = _model(model, tokenizer, names, k, seed, max_length)
+    out = _output_folder(output_dir, overwrite, resume)
+    with _quiet_progress(quiet):
+        encoded = {split: _tokenize(part, tokenizer, max_length, padding) for split, part in data.items()}
+    steps_per_epoch = math.ceil(len(data["train"]) / (batch_size * accumulation))
+    args = _arguments(
+        out, precision_name, quiet, checkpoint_every, per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=max(batch_size, 32), gradient_accumulation_steps=accumulation,
+        num_train_epochs=float(epochs), learning_rate=float(learning_rate), weight_decay=float(weight_decay),
+        warmup_steps=float(warmup) if warmup < 1 else int(warmup),
+        train_sampling_strategy="group_by_length" if group_by_length else "random",
+        logging_strategy="steps", logging_steps=max(1, steps_per_epoch // 4), seed=seed, data_seed=seed,
+        activation_checkpointing=bool(gradient_checkpointing))  # transformers 5.2x's name for it
+    trainer = _trainer(model, args, encoded, tokenizer, padding, k, callbacks, compute_loss_func, quiet)
+    if not quiet:
+        print(f"precision: {precision_name} ({precision_reason})")
+    return _train_and_report(trainer, model, encoded, out, resume, quiet, precision_name, precision_reason)
 
-    if isinstance(data, (str, os.PathLike)):
-        data = load_dataset(data, seed=seed)
-    for split in ("train", "validation", "test"):
-        if split not in data:
-            raise ValueError(f"data must have train, validation and test splits; it has {list(data)}")
-        if not {"text", "label"} <= set(data[split].column_names):
-            raise ValueError(f"data[{split!r}] needs columns text and label; has {data[split].column_names}")
-        if len(data[split]) == 0:
-            raise ValueError(f"data[{split!r}] is empty")
-    label_names = data["train"].features["label"].names if hasattr(data["train"].features["label"], "names") else None
-    for split in ("train", "validation", "test"):
-        values = np.asarray(data[split]["label"])
-        if values.dtype.kind not in "iu":
-            raise TypeError(f"data[{split!r}] labels must be integers 0..K-1, got dtype {values.dtype}")
-    num_labels = len(label_names) if label_names else int(max(data["train"]["label"]) + 1)
-    for split in ("train", "validation", "test"):
-        values = np.asarray(data[split]["label"])
-        if values.min() < 0 or values.max() >= num_labels:
-            bad = int(values[(values < 0) | (values >= num_labels)][0])
-            raise ValueError(
-                f"data[{split!r}] has label {bad}, out of range: labels must be 0..{num_labels - 1} "
-                f"({num_labels} classes, from the training split)"
-            )
 
-    if isinstance(model, (str, os.PathLike)):
-        if tokenizer is None:
-            tokenizer = load_tokenizer(model)
-        model = load_model(model, labels=label_names, seed=seed) if label_names else load_model(model, num_labels, seed=seed)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module or a model name, got {type(model).__name__}")
-    head = getattr(model.config, "num_labels", None)
-    if head is not None and head != num_labels:
-        raise ValueError(f"the model's head has {head} classes but the data has {num_labels}")
-    if tokenizer is None:
-        tokenizer = load_tokenizer(model.config._name_or_path or "minilm-l6")
-    limit = getattr(model.config, "max_position_embeddings", None)
-    if limit is not None and max_length > limit:
-        raise ValueError(f"max_length={max_length} exceeds the model's limit of {limit} positions")
+@contextlib.contextmanager
+def _quiet_progress(quiet: bool):
+    """No datasets/transformers progress bars inside the block when ``quiet``."""
+    import datasets
+    from transformers.utils import logging
 
-    if output_dir is None:
-        output_dir = tempfile.mkdtemp(prefix="lightft-")
-    out = Path(output_dir)
-    checkpoints = sorted(out.glob("checkpoint-*")) if out.is_dir() else []
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output_dir {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not resume:
-        if not overwrite:
-            raise FileExistsError(
-                f"output_dir {out} exists and is not empty; pass overwrite=True to replace it or resume=True to continue"
-            )
-    if out.is_dir() and resume:  # a link inside output_dir must not lead writes outside it
-        root = out.resolve()
-        for entry in out.rglob("*"):
-            if entry.is_symlink() and not entry.resolve().is_relative_to(root):
-                raise ValueError(f"output_dir {out} holds a link {entry} that points outside it; remove it")
-    _check_free_space(out, model, existing_checkpoints=len(checkpoints))
-    if out.is_dir() and any(out.iterdir()) and not resume:
-        shutil.rmtree(out)
-    _make_writable_folder(out)
-
-    train = data["train"].select(range(min(train_limit, len(data["train"])))) if train_limit else data["train"]
-    validation = data["validation"].select(range(min(eval_limit, len(data["validation"])))) if eval_limit else data["validation"]
-    test = data["test"].select(range(min(eval_limit, len(data["test"])))) if eval_limit else data["test"]
-    import datasets as hf_datasets
-
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_datasets.is_progress_bar_enabled()
+    bars = datasets.is_progress_bar_enabled()
     if quiet:
-        hf_datasets.disable_progress_bars()
-        hf_logging.disable_progress_bar()  # "Writing model shards" bars of save_pretrained
+        datasets.disable_progress_bars()
+        logging.disable_progress_bar()
     try:
-        encoded = {name: _tokenize(ds, tokenizer, max_length, padding) for name, ds in
-                   (("train", train), ("validation", validation), ("test", test))}
+        yield
     finally:
         if quiet and bars:
-            hf_datasets.enable_progress_bars()
-    train_tokens = int(sum(int(np.sum(m)) for m in encoded["train"]["attention_mask"]))
-    padded_tokens = int(sum(len(m) for m in encoded["train"]["attention_mask"]))
+            datasets.enable_progress_bars()
+            logging.enable_progress_bar()
 
-    steps_per_epoch = math.ceil(len(train) / (batch_size * gradient_accumulation_steps))
-    save_steps = checkpoint_every or max(1, steps_per_epoch // 2)
+
+def _trainer(model, args, encoded, tokenizer, padding: str, k: int, callbacks, compute_loss_func, quiet: bool):
+    from transformers import DataCollatorWithPadding, Trainer, default_data_collator
+
+    from lightft.metrics import classification_metrics
 
     def compute_metrics(prediction):
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        return classification_metrics(prediction.label_ids, np.argmax(logits, axis=-1), num_labels=num_labels)
+        return classification_metrics(prediction.label_ids, np.argmax(logits, axis=-1), num_labels=k)
 
-    sample_rss = _peak_rss_sampler()
-    on_gpu = torch.cuda.is_available()
-    if on_gpu:
-        torch.cuda.reset_peak_memory_stats()
-
-    class _Measure(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            sample_rss()
-
-    class _KeepBest(TrainerCallback):
-        """Save the model to output_dir/best whenever validation accuracy improves (safetensors)."""
-
-        # Written into a side folder and renamed into place, so that a run killed mid-save (SIGKILL,
-        # power loss) leaves either the old best or the new one, never half of one.
-        def __init__(self):
-            target, partial, old = out / BEST, out / ".best-partial", out / ".best-old"
-            if not (target / "best.json").exists():
-                for candidate in (partial, old):  # killed between the two renames below
-                    if (candidate / "best.json").exists():
-                        shutil.rmtree(target, ignore_errors=True)
-                        candidate.rename(target)
-                        break
-            for leftover in (partial, old):
-                shutil.rmtree(leftover, ignore_errors=True)
-            record = target / "best.json"
-            self.best = json.loads(record.read_text())["eval_accuracy"] if record.exists() else -1.0
-
-        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-            accuracy = (metrics or {}).get("eval_accuracy")
-            if accuracy is not None and accuracy > self.best:
-                self.best = accuracy
-                target, partial, old = out / BEST, out / ".best-partial", out / ".best-old"
-                shutil.rmtree(partial, ignore_errors=True)
-                kwargs["model"].save_pretrained(partial, safe_serialization=True)
-                tokenizer.save_pretrained(partial)
-                (partial / "best.json").write_text(json.dumps({**metrics, "epoch": state.epoch, "step": state.global_step}))
-                if target.exists():
-                    target.rename(old)
-                partial.rename(target)
-                shutil.rmtree(old, ignore_errors=True)
-
-    args = TrainingArguments(
-        output_dir=str(out),
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=max(batch_size, 32),
-        gradient_accumulation_steps=gradient_accumulation_steps,
-        num_train_epochs=float(epochs),
-        learning_rate=float(learning_rate),
-        weight_decay=float(weight_decay),
-        warmup_steps=float(warmup) if warmup < 1 else int(warmup),
-        eval_strategy="epoch",
-        save_strategy="steps",
-        save_steps=save_steps,
-        save_total_limit=2,
-        logging_strategy="steps",
-        logging_steps=max(1, steps_per_epoch // 4),
-        bf16=precision_name == "bf16",
-        fp16=precision_name == "fp16",
-        seed=seed,
-        data_seed=seed,
-        report_to="none",
-        disable_tqdm=quiet,
-        log_level="error" if quiet else "passive",
-        dataloader_num_workers=0,
-        use_cpu=not on_gpu,
-        **_checkpointing_argument(bool(gradient_checkpointing)),
-    )
-    collator = DataCollatorWithPadding(tokenizer) if padding == "dynamic" else transformers.default_data_collator
     trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=encoded["train"],
-        eval_dataset=encoded["validation"],
-        processing_class=tokenizer,
-        data_collator=collator,
-        compute_metrics=compute_metrics,
-        callbacks=[_Measure(), _KeepBest(), *callbacks],
+        model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded["validation"],
+        processing_class=tokenizer, compute_metrics=compute_metrics, callbacks=list(callbacks),
+        data_collator=DataCollatorWithPadding(tokenizer) if padding == "dynamic" else default_data_collator,
         compute_loss_func=compute_loss_func,
     )
     if quiet:
@@ -437,83 +341,53 @@ def finetune(
 
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
-    else:
-        print(f"precision: {precision_name} ({precision_reason})")
-    # A checkpoint is complete once trainer_state.json, written last, is there; a run killed while
-    # saving leaves a newer, incomplete one, which is removed so that the run resumes from the last
-    # complete checkpoint.
-    def _step(path: Path) -> int:
-        return int(path.name.rsplit("-", 1)[1]) if path.name.rsplit("-", 1)[1].isdigit() else -1
+    return trainer
 
-    def _complete(path: Path) -> bool:  # SIGKILL during the write can leave a truncated trainer_state.json
-        try:
-            json.loads((path / "trainer_state.json").read_text())
-            return True
-        except (OSError, ValueError):
-            return False
 
-    complete = [c for c in checkpoints if _step(c) >= 0 and _complete(c)]
-    resume_from = max(complete, key=_step) if resume and complete else None
-    if resume_from is not None:
-        for c in checkpoints:
-            if _step(c) > _step(resume_from) and c not in complete:
-                shutil.rmtree(c)
-    if resume and resume_from is None and not quiet:
-        print(f"resume=True but {out} has no complete checkpoint: starting from scratch")
-    start = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    train_seconds = time.perf_counter() - start
+# ---- step 5: train, then the result -----------------------------------------------------------------
 
-    best_record = out / BEST / "best.json"
-    best_epoch = None
-    if best_record.exists():
-        from safetensors.torch import load_file
-
-        adapter = out / BEST / "adapter_model.safetensors"
-        if not (out / BEST / "model.safetensors").exists() and adapter.exists():  # a peft (e.g. LoRA) model
-            from peft import set_peft_model_state_dict  # saves only its adapter and head
-
-            result = set_peft_model_state_dict(model, load_file(adapter))
-            if result.unexpected_keys:
-                raise RuntimeError(f"best adapter does not match the model: unexpected {result.unexpected_keys}")
-        else:
-            state = load_file(out / BEST / "model.safetensors")
-            missing, unexpected = model.load_state_dict(state, strict=False)
-            if unexpected or [m for m in missing if "position_ids" not in m]:
-                raise RuntimeError(f"best checkpoint does not match the model: missing {missing}, unexpected {unexpected}")
-        best_epoch = json.loads(best_record.read_text()).get("epoch")
-    validation_metrics = trainer.evaluate(encoded["validation"], metric_key_prefix="validation")
-    test_metrics = trainer.evaluate(encoded["test"], metric_key_prefix="test")
-    peak = torch.cuda.max_memory_allocated() if on_gpu else sample_rss()
+def _train_and_report(trainer, model, encoded, out: Path, resume: bool, quiet: bool, precision: str,
+                      reason: str) -> FinetuneResult:
     from accelerate.utils import extract_model_from_parallel
 
-    extract_model_from_parallel(model, keep_fp32_wrapper=False)  # drop the Trainer's bf16/fp16 autocast
-    # wrapper from model.forward: the returned model runs in the precision its caller chooses
-    epochs_run = float(output.metrics.get("epoch", epochs))
-    if quiet and bars:
-        hf_logging.enable_progress_bar()
+    from lightft.environment import hardware_summary
+    from lightft.timing import PeakMemory
+
+    start = _resume_point(out) if resume else None
+    if resume and start is None and not quiet:
+        print(f"resume=True but {out} has no complete checkpoint: starting from scratch")
+    try:
+        with PeakMemory() as memory:
+            output = trainer.train(resume_from_checkpoint=start)  # ends by loading the best epoch's weights
+            validation = trainer.evaluate(encoded["validation"], metric_key_prefix="validation")
+            test = trainer.evaluate(encoded["test"], metric_key_prefix="test")
+    except Exception as err:
+        if _disk_full(err):
+            raise OSError(errno.ENOSPC, f"no space left on the disk holding output_dir {out}: free some space "
+                          "or choose another folder, then run again with resume=True") from err
+        raise
+    extract_model_from_parallel(model, keep_fp32_wrapper=False)  # drop the Trainer's autocast wrapper
+    state = trainer.state
+    best = next((h for h in state.log_history if h.get("step") == state.best_global_step and "eval_accuracy" in h), None)
+    trainer.save_model(str(out / BEST))  # safetensors, with the tokenizer
+    if best:
+        (out / BEST / "best.json").write_text(json.dumps(best))
+    epochs = float(output.metrics.get("epoch", state.epoch or 0))
+    seconds = output.metrics["train_runtime"]
+    train = encoded["train"]
+    tokens = sum(map(sum, train["attention_mask"]))
     result = FinetuneResult(
-        metrics={k.removeprefix("test_"): v for k, v in test_metrics.items()
-                 if k.removeprefix("test_") in {"accuracy", "f1", "precision", "recall", "macro_f1", "weighted_f1", "loss"}},
-        validation_metrics={k.removeprefix("validation_"): v for k, v in validation_metrics.items()
+        metrics={k.removeprefix("test_"): v for k, v in test.items() if k.removeprefix("test_") in METRICS},
+        validation_metrics={k.removeprefix("validation_"): v for k, v in validation.items()
                             if not k.endswith(("runtime", "per_second"))},
-        history=list(trainer.state.log_history),
-        train_seconds=train_seconds,
-        examples_per_second=len(train) * epochs_run / train_seconds,
-        tokens_per_second=train_tokens * epochs_run / train_seconds,
-        peak_memory_bytes=int(peak),
-        precision=precision_name,
-        precision_reason=precision_reason,
-        hardware=hardware_summary(),
-        steps=int(trainer.state.global_step),
-        epochs=epochs_run,
-        best_epoch=best_epoch,
-        output_dir=str(out),
-        model=model,
+        history=list(state.log_history), train_seconds=seconds,
+        examples_per_second=len(train) * epochs / seconds, tokens_per_second=tokens * epochs / seconds,
+        peak_memory_bytes=int(memory.peak), precision=precision, precision_reason=reason,
+        hardware=hardware_summary(), steps=int(state.global_step), epochs=epochs,
+        best_epoch=best["epoch"] if best else None, output_dir=str(out), model=model,
     )
-    (out / BEST).mkdir(exist_ok=True)
-    summary = result.summary()
-    summary["padding_efficiency"] = train_tokens / max(padded_tokens, 1) if padding == "max_length" else 1.0
+    padded = sum(map(len, train["attention_mask"]))
+    summary = {**result.summary(), "padding_efficiency": tokens / max(padded, 1)}
     (out / "result.json").write_text(json.dumps(summary, indent=1, default=str))
     return result
 
@@ -532,32 +406,24 @@ def predict(model_dir: str | os.PathLike, texts: Sequence[str] | str, *, batch_s
     """Classify ``texts`` with a model saved by :func:`finetune` (its ``output_dir`` or ``best`` folder)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    if isinstance(texts, str):
-        texts = [texts]
-    if not isinstance(texts, Sequence) or not all(isinstance(t, str) for t in texts):
-        raise TypeError("texts must be a string or a list of strings")
-    if len(texts) == 0:
-        raise ValueError("texts is empty; pass at least one string")
-    batch_size = _check_int("batch_size", batch_size)
+    from lightft.models import check_weights_folder, quiet_transformers
+
+    texts = checks.texts("texts", texts)
+    batch_size = checks.integer("batch_size", batch_size)
     folder = Path(model_dir)
-    if (folder / BEST / "config.json").exists():
-        folder = folder / BEST
+    folder = folder / BEST if (folder / BEST / "config.json").exists() else folder
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"{model_dir}: no saved model here (expected config.json or {BEST}/config.json)")
-    from lightft.models import quiet_transformers, check_weights_folder
-
     check_weights_folder(folder)  # safetensors only, header intact
-
     with quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         model = AutoModelForSequenceClassification.from_pretrained(
-            folder, local_files_only=True, use_safetensors=True, trust_remote_code=False
-        ).eval()
+            folder, local_files_only=True, use_safetensors=True, trust_remote_code=False).eval()
     probabilities = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
-            batch = tokenizer(list(texts[i:i + batch_size]), truncation=True, max_length=max_length,
-                              padding=True, return_tensors="pt")
+            batch = tokenizer(texts[i:i + batch_size], truncation=True, max_length=max_length, padding=True,
+                              return_tensors="pt")
             probabilities.append(torch.softmax(model(**batch).logits.float(), dim=-1).numpy())
     probs = np.concatenate(probabilities)
     indices = probs.argmax(axis=-1).tolist()

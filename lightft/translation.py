@@ -1,31 +1,21 @@
 """Machine translation in miniature: English number words -> Chinese numerals, with a small
-encoder-decoder Transformer trained from scratch.
+encoder-decoder Transformer trained from scratch. Chapter: "Machine translation in miniature"
+(``book/translation.md``).
 
-Chapter: "Machine translation in miniature" (``book/translation.md``).
-
-No translation model and no parallel corpus can be installed offline, so this module *generates*
-parallel data and trains its own model:
-
-* :func:`number_to_english` and :func:`number_to_chinese` write a number the way each language says it
-  ("twelve thousand three hundred five" / "一万二千三百零五"); :func:`make_translation_splits` draws
-  train / validation / test sets of *distinct* numbers, so no test number is ever seen in training.
-* :class:`Vocabulary` maps tokens to ids (English: words; Chinese: characters).
-* :class:`Translator` is an encoder-decoder Transformer built on :mod:`lightft.attention`: its
-  self-attention is :class:`lightft.MultiHeadSelfAttention`, its cross-attention
-  (:class:`MultiHeadCrossAttention`) calls :func:`lightft.scaled_dot_product_attention`, and its masks
-  are :func:`lightft.padding_mask` and :func:`lightft.causal_mask`.
-* :func:`train_translator` trains it with teacher forcing; :func:`translate` decodes greedily;
-  :func:`exact_match` and :func:`bleu` (sacrebleu) score the output; :func:`evaluate_translator`
-  does all three on a split.
-* :func:`hub_translate` runs a real pretrained MT model (Marian ``opus-mt``) where the hub is reachable.
+No translation model or parallel corpus installs offline, so the module *generates* its data and
+trains its own model. In nanoGPT's order: the data (:func:`number_to_english`, :func:`number_to_chinese`,
+:func:`make_translation_splits`, :class:`Vocabulary`), the config, the layers (built on
+:mod:`lightft.attention`) and the model (:class:`Translator`), the training loop
+(:func:`train_translator`), greedy decoding (:func:`translate`), the metrics (:func:`exact_match`,
+sacrebleu's :func:`bleu`), and :func:`hub_translate`, a real Marian model where the hub is reachable.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import random
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -33,88 +23,50 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from lightft import checks, timing
 from lightft.attention import MultiHeadSelfAttention, causal_mask, padding_mask, scaled_dot_product_attention
 from lightft.hub import HubUnreachableError, hub_reachable
 
-__all__ = [
-    "CHINESE_CHARACTERS",
-    "ENGLISH_WORDS",
-    "MAX_NUMBER",
-    "PINYIN",
-    "TRANSLATOR_CONFIGS",
-    "MultiHeadCrossAttention",
-    "TrainedTranslator",
-    "TranslationPair",
-    "Translator",
-    "TranslatorConfig",
-    "Vocabulary",
-    "bleu",
-    "english_tokens",
-    "evaluate_translator",
-    "exact_match",
-    "hub_translate",
-    "make_translation_splits",
-    "number_to_chinese",
-    "number_to_english",
-    "train_translator",
-    "translate",
-]
 
-# ----------------------------------------------------------------------------------------------------
-# The two languages
-# ----------------------------------------------------------------------------------------------------
+def _share(name: str, value: Any) -> float:  # a share in [0, 1)
+    if checks.number(name, value, 0, 1, inclusive=True) == 1:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
 
-MAX_NUMBER = 99_999_999
-"""The largest number both writers accept (one below 一亿, 10^8, where Chinese needs a new unit)."""
 
+# ---------- the two languages ----------------------------------------------------------------------
+MAX_NUMBER = 99_999_999  # the largest number both writers accept: one below 一亿 (10^8), a new Chinese unit
 _ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
          "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
 _TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+# every English token number_to_english can produce (the hyphen of "twenty-one" is a token)
 ENGLISH_WORDS: tuple[str, ...] = tuple(_ONES + _TENS[2:] + ["hundred", "thousand", "million", "-"])
-"""Every English token :func:`number_to_english` can produce (the hyphen of "twenty-one" is a token)."""
-
 _DIGITS = "零一二三四五六七八九"
-CHINESE_CHARACTERS: tuple[str, ...] = tuple(_DIGITS + "十百千万")
-"""Every character :func:`number_to_chinese` can produce."""
-
+CHINESE_CHARACTERS: tuple[str, ...] = tuple(_DIGITS + "十百千万")  # every character number_to_chinese writes
+# each character's pinyin: plot labels for fonts without Chinese glyphs (matplotlib's default)
 PINYIN: dict[str, str] = dict(zip(CHINESE_CHARACTERS, (
     "líng", "yī", "èr", "sān", "sì", "wǔ", "liù", "qī", "bā", "jiǔ", "shí", "bǎi", "qiān", "wàn")))
-"""Each character's reading in pinyin: plot labels in fonts without Chinese glyphs (matplotlib's default)."""
 
 
 def _check_number(n: Any) -> int:
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"expected a whole number (int) from 0 to {MAX_NUMBER:,}, got {type(n).__name__} {n!r}")
-    if not 0 <= n <= MAX_NUMBER:
-        raise ValueError(f"number must be from 0 to {MAX_NUMBER:,}, got {n:,}")
+    if checks.integer("n", n, 0) > MAX_NUMBER:
+        raise ValueError(f"n must be an integer from 0 to {MAX_NUMBER:,}, got {n:,}")
     return n
-
-
-def _english_below_thousand(n: int) -> list[str]:
-    words: list[str] = []
-    hundreds, rest = divmod(n, 100)
-    if hundreds:
-        words += [_ONES[hundreds], "hundred"]
-    if rest >= 20:
-        tens, ones = divmod(rest, 10)
-        words.append(_TENS[tens] + (f"-{_ONES[ones]}" if ones else ""))
-    elif rest:
-        words.append(_ONES[rest])
-    return words
 
 
 def number_to_english(n: int) -> str:
     """The number in English words, American style: 305 -> "three hundred five" (no "and"),
     21 -> "twenty-one", 1_200_000 -> "one million two hundred thousand". Accepts 0 to :data:`MAX_NUMBER`."""
-    n = _check_number(n)
-    if n == 0:
+    if _check_number(n) == 0:
         return "zero"
-    millions, rest = divmod(n, 1_000_000)
-    thousands, units = divmod(rest, 1000)
     words: list[str] = []
-    for value, scale in ((millions, "million"), (thousands, "thousand"), (units, None)):
-        if value:
-            words += _english_below_thousand(value) + ([scale] if scale else [])
+    for group, scale in ((n // 10**6, ["million"]), (n // 1000 % 1000, ["thousand"]), (n % 1000, [])):
+        hundreds, rest = divmod(group, 100)  # each group of three digits: "[x hundred] [tens[-ones]]"
+        words += [_ONES[hundreds], "hundred"] if hundreds else []
+        if rest:
+            tens, ones = divmod(rest, 10)
+            words.append(_ONES[rest] if rest < 20 else _TENS[tens] + (f"-{_ONES[ones]}" if ones else ""))
+        words += scale if group else []
     return " ".join(words)
 
 
@@ -126,9 +78,8 @@ def _chinese_below_myriad(n: int, leading: bool) -> str:
         if digit == 0:
             pending_zero = bool(out)  # a zero matters only between non-zero digits
             continue
-        if pending_zero:
-            out += "零"
-            pending_zero = False
+        out += "零" if pending_zero else ""
+        pending_zero = False
         if not (unit == "十" and digit == 1 and leading and not out):
             out += _DIGITS[digit]
         out += unit
@@ -136,10 +87,9 @@ def _chinese_below_myriad(n: int, leading: bool) -> str:
 
 
 def number_to_chinese(n: int) -> str:
-    """The number in Chinese numerals, grouped by 万 (10^4): 12_305 -> "一万二千三百零五",
-    15 -> "十五", 110 -> "一百一十", 100_005 -> "十万零五". Uses 二, never 两. Accepts 0 to :data:`MAX_NUMBER`."""
-    n = _check_number(n)
-    if n == 0:
+    """The number in Chinese numerals, grouped by 万 (10^4): 12_305 -> "一万二千三百零五", 15 -> "十五",
+    110 -> "一百一十", 100_005 -> "十万零五". Uses 二, never 两. Accepts 0 to :data:`MAX_NUMBER`."""
+    if _check_number(n) == 0:
         return "零"
     high, low = divmod(n, 10_000)
     out = _chinese_below_myriad(high, leading=True) + "万" if high else ""
@@ -152,98 +102,58 @@ def number_to_chinese(n: int) -> str:
 
 def english_tokens(text: str) -> list[str]:
     """English text -> tokens: words split on spaces, and "twenty-one" -> ["twenty", "-", "one"]."""
-    if not isinstance(text, str):
-        raise TypeError(f"expected an English string such as 'twenty-one', got {type(text).__name__}")
+    checks.instance("text", text, str, "an English string such as 'twenty-one'")
     return text.lower().replace("-", " - ").split()
-
-
-def _join_english(tokens: Sequence[str]) -> str:
-    return " ".join(tokens).replace(" - ", "-")
 
 
 class TranslationPair(NamedTuple):
     """One parallel example: the number, its English words, its Chinese numerals."""
-
     number: int
     english: str
     chinese: str
 
 
-def _draw_number(rng: random.Random, max_digits: int, zero_probability: float) -> int:
-    digits = rng.randint(1, max_digits)
-    value = rng.randint(1, 9)
-    for _ in range(digits - 1):
-        value = 10 * value + (0 if rng.random() < zero_probability else rng.randint(1, 9))
-    return value
+def make_translation_splits(train: int = 6000, validation: int = 500, test: int = 1000, *, max_digits: int = 6,
+                            zero_probability: float = 1 / 3, seed: int = 0) -> dict[str, list[TranslationPair]]:
+    """``{"train", "validation", "test"}`` lists of :class:`TranslationPair` of *distinct* numbers.
 
-
-def make_translation_splits(
-    train: int = 6000,
-    validation: int = 500,
-    test: int = 1000,
-    *,
-    max_digits: int = 6,
-    zero_probability: float = 1 / 3,
-    seed: int = 0,
-) -> dict[str, list[TranslationPair]]:
-    """Parallel English -> Chinese examples in three splits of *distinct* numbers.
-
-    Each number is drawn as: a digit count uniform from 1 to ``max_digits`` (otherwise nine in ten
-    numbers would have the most digits), a first digit from 1-9, and every further digit 0 with
-    probability ``zero_probability`` (zeros are where the languages differ most: Chinese writes 零 for a
-    gap, English says nothing) and 1-9 otherwise. Numbers already drawn are redrawn, so the three
-    splits never share a number: no test number is seen in training.
-
-    Returns ``{"train": [...], "validation": [...], "test": [...]}`` of :class:`TranslationPair`.
+    Each number: a digit count uniform from 1 to ``max_digits`` (else nine in ten numbers would have the
+    most digits), a first digit 1-9, every further digit 0 with probability ``zero_probability`` (zeros
+    are where the languages differ most: Chinese writes 零 for a gap, English nothing), else 1-9.
+    Numbers already drawn are redrawn: no test number is seen in training.
     """
     sizes = {"train": train, "validation": validation, "test": test}
     for name, size in sizes.items():
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {size!r}")
-    if isinstance(max_digits, bool) or not isinstance(max_digits, int) or not 1 <= max_digits <= 8:
-        raise ValueError(f"max_digits must be an integer from 1 to 8 (numbers up to {MAX_NUMBER:,}), got {max_digits!r}")
-    if not isinstance(zero_probability, (int, float)) or not 0 <= zero_probability < 1:
-        raise ValueError(f"zero_probability must be in [0, 1), got {zero_probability!r}")
+        checks.integer(name, size, 0)
+    if checks.integer("max_digits", max_digits) > 8:
+        raise ValueError(f"max_digits must be an integer from 1 to 8 (numbers up to {MAX_NUMBER:,}), got {max_digits}")
+    _share("zero_probability", zero_probability)
     total = sum(sizes.values())
-    possible = 9 * sum((1 if d == 1 else (10 if zero_probability > 0 else 9) ** (d - 1)) for d in range(1, max_digits + 1))
+    possible = 9 * sum((10 if zero_probability > 0 else 9) ** (d - 1) for d in range(1, max_digits + 1))
     if total > possible // 2:
-        raise ValueError(
-            f"{total:,} distinct numbers asked for, but numbers of at most {max_digits} digits allow only "
-            f"{possible:,}; ask for fewer than half of them, or raise max_digits"
-        )
-    rng = random.Random(seed)
-    seen: set[int] = set()
-    numbers: list[int] = []
+        raise ValueError(f"{total:,} distinct numbers asked for, but numbers of at most {max_digits} digits allow "
+                         f"only {possible:,}; ask for fewer than half of them, or raise max_digits")
+    rng, numbers = random.Random(seed), {}  # a dict: distinct numbers in the order drawn
     while len(numbers) < total:
-        value = _draw_number(rng, max_digits, zero_probability)
-        if value not in seen:
-            seen.add(value)
-            numbers.append(value)
-    splits, start = {}, 0
-    for name, size in sizes.items():
-        splits[name] = [TranslationPair(n, number_to_english(n), number_to_chinese(n)) for n in numbers[start:start + size]]
-        start += size
-    return splits
+        digits, value = rng.randint(1, max_digits), rng.randint(1, 9)
+        for _ in range(digits - 1):
+            value = 10 * value + (0 if rng.random() < zero_probability else rng.randint(1, 9))
+        numbers.setdefault(value, None)
+    drawn = (TranslationPair(n, number_to_english(n), number_to_chinese(n)) for n in numbers)
+    return {name: list(itertools.islice(drawn, size)) for name, size in sizes.items()}
 
 
-# ----------------------------------------------------------------------------------------------------
-# Token ids
-# ----------------------------------------------------------------------------------------------------
-
-
+# ---------- token ids ------------------------------------------------------------------------------
 class Vocabulary:
     """Tokens <-> ids, with three special tokens first: ``<pad>`` 0, ``<s>`` 1 (begin), ``</s>`` 2 (end).
     There is no ``<unk>``: an unknown token is an error that names the accepted tokens."""
-
     PAD, BOS, EOS = 0, 1, 2
     SPECIALS = ("<pad>", "<s>", "</s>")
 
     def __init__(self, tokens: Sequence[str], name: str = "tokens"):
-        tokens = list(tokens)
         if len(set(tokens)) != len(tokens) or set(tokens) & set(self.SPECIALS):
             raise ValueError("vocabulary tokens must be distinct and must not include the special tokens")
-        self.name = name
-        self.itos: list[str] = [*self.SPECIALS, *tokens]
+        self.name, self.itos = name, [*self.SPECIALS, *tokens]
         self.stoi: dict[str, int] = {t: i for i, t in enumerate(self.itos)}
 
     def __len__(self) -> int:
@@ -251,67 +161,32 @@ class Vocabulary:
 
     def encode(self, tokens: Sequence[str], *, bos: bool = False, eos: bool = True) -> list[int]:
         """Token list -> ids, optionally framed by ``<s>`` and ``</s>``."""
-        ids = []
         for token in tokens:
-            if token not in self.stoi or token in self.SPECIALS:
+            if self.stoi.get(token, 0) < len(self.SPECIALS):
                 accepted = " ".join(self.itos[len(self.SPECIALS):])
                 raise ValueError(f"unknown {self.name} token {token!r}; accepted: {accepted}")
-            ids.append(self.stoi[token])
-        return [self.BOS] * bos + ids + [self.EOS] * eos
+        return [self.BOS] * bos + [self.stoi[t] for t in tokens] + [self.EOS] * eos
 
     def decode(self, ids: Sequence[int]) -> list[str]:
         """Ids -> tokens, skipping ``<pad>`` and ``<s>`` and stopping at the first ``</s>``."""
-        out = []
-        for i in ids:
-            i = int(i)
-            if i == self.EOS:
-                break
-            if i in (self.PAD, self.BOS):
-                continue
-            out.append(self.itos[i])
-        return out
+        ids = [int(i) for i in ids]
+        ids = ids[:ids.index(self.EOS)] if self.EOS in ids else ids
+        return [self.itos[i] for i in ids if i not in (self.PAD, self.BOS)]
 
 
 SOURCE_VOCAB = Vocabulary(ENGLISH_WORDS, "English")
 TARGET_VOCAB = Vocabulary(CHINESE_CHARACTERS, "Chinese")
 
 
-def _pad(rows: Sequence[Sequence[int]]) -> torch.Tensor:
+def _pad(rows: Sequence[Sequence[int]]) -> torch.Tensor:  # ragged id lists -> (batch, longest), 0-padded
     width = max(len(r) for r in rows)
     return torch.tensor([list(r) + [Vocabulary.PAD] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
-# ----------------------------------------------------------------------------------------------------
-# The model
-# ----------------------------------------------------------------------------------------------------
-
-
-class MultiHeadCrossAttention(MultiHeadSelfAttention):
-    """Multi-head *cross*-attention: the queries come from the decoder, the keys and values from the
-    encoder's output (the "memory"). Same projections as :class:`lightft.MultiHeadSelfAttention`.
-
-    ``forward(x, memory, mask=None)``: ``x`` (batch, L_q, d_model), ``memory`` (batch, L_k, d_model),
-    ``mask`` boolean, broadcastable to (batch, heads, L_q, L_k), e.g. ``padding_mask`` of the source.
-    Returns ``(output, weights)``: (batch, L_q, d_model) and (batch, heads, L_q, L_k).
-    """
-
-    def forward(self, x: torch.Tensor, memory: torch.Tensor,  # type: ignore[override]
-                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        for name, t in (("x", x), ("memory", memory)):
-            if not isinstance(t, torch.Tensor) or t.dim() != 3 or t.shape[-1] != self.d_model:
-                shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-                raise ValueError(f"{name} must have shape (batch, seq_len, {self.d_model}), got {shape}")
-        q = self._split_heads(self.query(x))
-        k, v = self._split_heads(self.key(memory)), self._split_heads(self.value(memory))
-        context, weights = scaled_dot_product_attention(q, k, v, mask)  # (B, h, L_q, d/h), (B, h, L_q, L_k)
-        b, _, length, _ = context.shape
-        return self.out(context.transpose(1, 2).reshape(b, length, self.d_model)), weights
-
-
+# ---------- the model: config, layers, Translator --------------------------------------------------
 @dataclass(frozen=True)
 class TranslatorConfig:
     """Size of a :class:`Translator`. ``max_length`` bounds source and target lengths in tokens."""
-
     d_model: int = 64
     num_heads: int = 4
     encoder_layers: int = 2
@@ -322,84 +197,74 @@ class TranslatorConfig:
 
     def __post_init__(self) -> None:
         for name in ("d_model", "num_heads", "encoder_layers", "decoder_layers", "d_ff", "max_length"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TranslatorConfig.{name} must be a positive integer, got {value!r}")
+            checks.integer(f"TranslatorConfig.{name}", getattr(self, name))
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        _share("dropout", self.dropout)
 
 
-TRANSLATOR_CONFIGS: dict[str, TranslatorConfig] = {
+TRANSLATOR_CONFIGS: dict[str, TranslatorConfig] = {  # the chapter's two sizes, by name for train_translator
     "tiny": TranslatorConfig(d_model=32, num_heads=2, encoder_layers=1, decoder_layers=1, d_ff=64),
     "small": TranslatorConfig(d_model=96, num_heads=4, encoder_layers=2, decoder_layers=2, d_ff=192),
 }
-"""The chapter's two sizes; pass a name or a :class:`TranslatorConfig` to :func:`train_translator`."""
 
 
-class _FeedForward(nn.Sequential):
-    def __init__(self, d_model: int, d_ff: int, dropout: float):
-        super().__init__(nn.Linear(d_model, d_ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model))
+class MultiHeadCrossAttention(MultiHeadSelfAttention):
+    """Multi-head *cross*-attention: queries from the decoder x (B, L_q, d), keys and values from the
+    encoder's output, the memory (B, L_k, d); ``mask`` boolean, broadcastable to (B, heads, L_q, L_k).
+    Returns ``(output, weights)``: (B, L_q, d) and (B, heads, L_q, L_k)."""
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor,  # type: ignore[override]
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check_input("x", x)
+        self._check_input("memory", memory)
+        q = self._split_heads(self.query(x))  # (B, h, L_q, d/h)
+        k, v = self._split_heads(self.key(memory)), self._split_heads(self.value(memory))  # (B, h, L_k, d/h)
+        context, weights = scaled_dot_product_attention(q, k, v, mask)  # (B, h, L_q, d/h), (B, h, L_q, L_k)
+        b, _, length, _ = context.shape
+        return self.out(context.transpose(1, 2).reshape(b, length, self.d_model)), weights
 
 
-class EncoderLayer(nn.Module):
-    """Pre-LayerNorm encoder layer: x + SelfAttention(LN(x)), then x + FFN(LN(x))."""
+class Block(nn.Module):
+    """A pre-LayerNorm Transformer layer: x + SelfAttention(LN(x)), in a decoder (``cross``) then
+    x + CrossAttention(LN(x), memory), then x + FFN(LN(x)). ``forward`` returns x (B, L, d) and the
+    cross-attention weights (B, h, L, L_s), None in an encoder layer."""
 
-    def __init__(self, c: TranslatorConfig):
+    def __init__(self, c: TranslatorConfig, cross: bool):
         super().__init__()
-        self.norm1, self.norm2 = nn.LayerNorm(c.d_model), nn.LayerNorm(c.d_model)
-        self.self_attention = MultiHeadSelfAttention(c.d_model, c.num_heads)
-        self.feed_forward = _FeedForward(c.d_model, c.d_ff, c.dropout)
-        self.dropout = nn.Dropout(c.dropout)
+        d = c.d_model
+        self.norm1, self.self_attention = nn.LayerNorm(d), MultiHeadSelfAttention(d, c.num_heads)
+        self.norm_cross = nn.LayerNorm(d) if cross else None
+        self.cross_attention = MultiHeadCrossAttention(d, c.num_heads) if cross else None
+        self.norm2, self.dropout = nn.LayerNorm(d), nn.Dropout(c.dropout)
+        self.feed_forward = nn.Sequential(nn.Linear(d, c.d_ff), nn.ReLU(), nn.Dropout(c.dropout), nn.Linear(c.d_ff, d))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.dropout(self.self_attention(self.norm1(x), mask)[0])
-        return x + self.dropout(self.feed_forward(self.norm2(x)))
-
-
-class DecoderLayer(nn.Module):
-    """Pre-LayerNorm decoder layer: masked self-attention, cross-attention to the encoder, FFN."""
-
-    def __init__(self, c: TranslatorConfig):
-        super().__init__()
-        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(c.d_model) for _ in range(3))
-        self.self_attention = MultiHeadSelfAttention(c.d_model, c.num_heads)
-        self.cross_attention = MultiHeadCrossAttention(c.d_model, c.num_heads)
-        self.feed_forward = _FeedForward(c.d_model, c.d_ff, c.dropout)
-        self.dropout = nn.Dropout(c.dropout)
-
-    def forward(self, y: torch.Tensor, memory: torch.Tensor, self_mask: torch.Tensor,
-                memory_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        y = y + self.dropout(self.self_attention(self.norm1(y), self_mask)[0])
-        attended, weights = self.cross_attention(self.norm2(y), memory, memory_mask)
-        y = y + self.dropout(attended)
-        return y + self.dropout(self.feed_forward(self.norm3(y))), weights
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, memory: torch.Tensor | None = None,
+                memory_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x, weights = x + self.dropout(self.self_attention(self.norm1(x), mask)[0]), None
+        if self.cross_attention is not None:
+            attended, weights = self.cross_attention(self.norm_cross(x), memory, memory_mask)
+            x = x + self.dropout(attended)
+        return x + self.dropout(self.feed_forward(self.norm2(x))), weights
 
 
 class Translator(nn.Module):
-    """An encoder-decoder Transformer (Vaswani et al., 2017) in the pre-LayerNorm arrangement.
-
-    ``forward(source_ids, target_in)`` -> logits ``(batch, L_t, target vocabulary)``: ``source_ids``
-    (batch, L_s) are English token ids ending in ``</s>``, padded with 0; ``target_in`` (batch, L_t)
-    are the Chinese ids *shifted right* (starting with ``<s>``), so position ``t`` predicts token ``t``.
-    Embeddings are scaled by √d_model and added to learned position embeddings; the output layer shares
-    its weights with the target embedding.
-    """
+    """An encoder-decoder Transformer (Vaswani et al., 2017), pre-LayerNorm. ``forward(source_ids,
+    target_in)`` -> logits (B, L_t, V): ``source_ids`` (B, L_s) English ids ending in ``</s>``, 0-padded;
+    ``target_in`` (B, L_t) the Chinese ids *shifted right* (from ``<s>``), so position t predicts token t.
+    Embeddings are scaled by √d_model plus learned positions; the output layer is the target embedding."""
 
     def __init__(self, config: TranslatorConfig | None = None):
         super().__init__()
-        c = config or TranslatorConfig()
-        if not isinstance(c, TranslatorConfig):
-            raise TypeError(f"config must be a TranslatorConfig, got {type(c).__name__}")
-        self.config = c
+        c = self.config = checks.instance("config", config or TranslatorConfig(), TranslatorConfig,
+                                          "a TranslatorConfig")
         self.source_vocab, self.target_vocab = SOURCE_VOCAB, TARGET_VOCAB
         self.source_embedding = nn.Embedding(len(SOURCE_VOCAB), c.d_model, padding_idx=Vocabulary.PAD)
         self.target_embedding = nn.Embedding(len(TARGET_VOCAB), c.d_model, padding_idx=Vocabulary.PAD)
         self.source_positions = nn.Embedding(c.max_length, c.d_model)
         self.target_positions = nn.Embedding(c.max_length, c.d_model)
-        self.encoder = nn.ModuleList(EncoderLayer(c) for _ in range(c.encoder_layers))
-        self.decoder = nn.ModuleList(DecoderLayer(c) for _ in range(c.decoder_layers))
+        self.encoder = nn.ModuleList(Block(c, cross=False) for _ in range(c.encoder_layers))
+        self.decoder = nn.ModuleList(Block(c, cross=True) for _ in range(c.decoder_layers))
         self.encoder_norm, self.decoder_norm = nn.LayerNorm(c.d_model), nn.LayerNorm(c.d_model)
         self.dropout = nn.Dropout(c.dropout)
         self.output = nn.Linear(c.d_model, len(TARGET_VOCAB), bias=False)
@@ -409,91 +274,62 @@ class Translator(nn.Module):
                 nn.init.xavier_uniform_(p)
 
     def _embed(self, ids: torch.Tensor, tokens: nn.Embedding, positions: nn.Embedding) -> torch.Tensor:
-        if not isinstance(ids, torch.Tensor) or ids.dim() != 2 or ids.dtype != torch.long:
-            raise ValueError(f"token ids must be a (batch, seq_len) torch.long tensor, got "
-                             f"{tuple(ids.shape) if isinstance(ids, torch.Tensor) else type(ids).__name__}")
-        if ids.shape[1] > self.config.max_length:
-            raise ValueError(f"sequence of {ids.shape[1]} tokens is longer than max_length={self.config.max_length}")
-        if ids.numel() and (ids.min() < 0 or ids.max() >= tokens.num_embeddings):
-            raise ValueError(f"token ids must be in [0, {tokens.num_embeddings}), got min {int(ids.min())}, max {int(ids.max())}")
+        if ids.dim() != 2 or ids.shape[1] > self.config.max_length:
+            raise ValueError(f"token ids must be (batch, seq_len <= {self.config.max_length}), got {tuple(ids.shape)}")
         pos = torch.arange(ids.shape[1], device=ids.device)
-        return self.dropout(tokens(ids) * math.sqrt(self.config.d_model) + positions(pos))
+        return self.dropout(tokens(ids) * math.sqrt(self.config.d_model) + positions(pos))  # (B, L, d)
 
     def encode(self, source_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(batch, L_s) ids -> memory (batch, L_s, d_model) and its mask (batch, 1, 1, L_s)."""
         mask = padding_mask(source_ids != Vocabulary.PAD)
         x = self._embed(source_ids, self.source_embedding, self.source_positions)
         for layer in self.encoder:
-            x = layer(x, mask)
+            x, _ = layer(x, mask)
         return self.encoder_norm(x), mask
 
     def decode(self, target_in: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor,
                return_attention: bool = False) -> Any:
         """Logits (batch, L_t, V) for the shifted target; with ``return_attention`` also the last
         decoder layer's cross-attention weights (batch, heads, L_t, L_s)."""
-        length = target_in.shape[1]
         # Position t may look at target positions 0..t (causal) that are real tokens (padding).
-        self_mask = causal_mask(length, device=target_in.device) & padding_mask(target_in != Vocabulary.PAD)
+        self_mask = causal_mask(target_in.shape[1], device=target_in.device) & padding_mask(target_in != Vocabulary.PAD)
         y = self._embed(target_in, self.target_embedding, self.target_positions)
-        weights = None
         for layer in self.decoder:
-            y, weights = layer(y, memory, self_mask, memory_mask)
+            y, weights = layer(y, self_mask, memory, memory_mask)
         logits = self.output(self.decoder_norm(y))
         return (logits, weights) if return_attention else logits
 
     def forward(self, source_ids: torch.Tensor, target_in: torch.Tensor) -> torch.Tensor:
-        memory, memory_mask = self.encode(source_ids)
-        return self.decode(target_in, memory, memory_mask)
+        return self.decode(target_in, *self.encode(source_ids))
 
 
-# ----------------------------------------------------------------------------------------------------
-# Training (teacher forcing)
-# ----------------------------------------------------------------------------------------------------
-
-
+# ---------- training (teacher forcing) -------------------------------------------------------------
 @contextlib.contextmanager
-def _torch_threads(threads: int | None):
-    """Run the block with ``threads`` CPU threads in torch (None: leave as is), restoring them after."""
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+def _threads(threads: int | None):  # torch's CPU threads in the block (None: as they are)
     previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(previous if threads is None else checks.integer("threads", threads))
     try:
         yield
     finally:
         torch.set_num_threads(previous)
 
 
-def _check_pairs(pairs: Any, name: str = "pairs") -> list[tuple[str, str]]:
+def _pairs(pairs: Any) -> list[tuple[str, str]]:  # TranslationPairs or (english, chinese) -> (english, chinese)
+    accepted = "a TranslationPair or an (english, chinese) pair of strings"
     if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence) or not pairs:
-        raise TypeError(f"{name} must be a non-empty list of (english, chinese) pairs or TranslationPair, got {pairs!r:.80}")
-    out = []
-    for p in pairs:
-        if isinstance(p, TranslationPair):
-            out.append((p.english, p.chinese))
-        elif isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(s, str) for s in p):
-            out.append((p[0], p[1]))
-        else:
-            raise TypeError(f"every item of {name} must be a TranslationPair or an (english, chinese) string pair, got {p!r}")
-    return out
-
-
-def _encode_pairs(pairs: list[tuple[str, str]], max_length: int) -> tuple[list[list[int]], list[list[int]]]:
-    sources = [SOURCE_VOCAB.encode(english_tokens(e)) for e, _ in pairs]
-    targets = [TARGET_VOCAB.encode(list(z), bos=True) for _, z in pairs]  # <s> ... </s>
-    longest = max(max(map(len, sources)), max(map(len, targets)) - 1)
-    if longest > max_length:
-        raise ValueError(f"an example is {longest} tokens long, more than the model's max_length={max_length}")
-    return sources, targets
+        raise TypeError(f"pairs must be a non-empty list, each item {accepted}; got {pairs!r:.80}")
+    out = [(p.english, p.chinese) if isinstance(p, TranslationPair) else p for p in pairs]
+    for p in out:
+        if not (isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(s, str) for s in p)):
+            raise TypeError(f"every item of pairs must be {accepted}, got {p!r}")
+    return [tuple(p) for p in out]
 
 
 @dataclass
 class TrainedTranslator:
     """What :func:`train_translator` returns: the model (in eval mode), its loss history
     (``{"step", "epoch", "loss", "learning_rate"}`` per logged step), wall-clock training seconds,
-    the parameter count and the settings."""
-
+    the parameter count, the number of optimizer steps and the settings."""
     model: Translator
     history: list[dict[str, float]]
     train_seconds: float
@@ -502,248 +338,188 @@ class TrainedTranslator:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def train_translator(
-    pairs: Sequence[TranslationPair] | Sequence[tuple[str, str]],
-    config: str | TranslatorConfig = "small",
-    *,
-    epochs: int = 10,
-    batch_size: int = 64,
-    learning_rate: float = 3e-3,
-    warmup: float = 0.05,
-    label_smoothing: float = 0.1,
-    weight_decay: float = 0.01,
-    seed: int = 0,
-    log_every: int = 20,
-    device: str | torch.device = "cpu",
-    threads: int | None = 1,
-) -> TrainedTranslator:
-    """Train a :class:`Translator` from scratch with teacher forcing.
-
-    At every step the decoder receives the *reference* Chinese prefix ``<s> y_1 … y_{t-1}`` and is
-    trained to predict ``y_t`` (cross-entropy over all positions at once, padding ignored), never its
-    own previous guesses. AdamW, linear warm-up over the first ``warmup`` share of steps, then cosine
-    decay to 0. Deterministic for a given ``seed`` on a given machine and thread count.
-
-    ``threads``: the CPU threads torch uses while training (restored afterwards; None leaves the
-    setting alone). The default, 1, is the fastest for matrices this small: a second thread costs more
-    in synchronisation than it saves, and on a busy machine a thread that loses its core stalls every
-    operation it shares.
-    """
-    data = _check_pairs(pairs)
+def train_translator(pairs: Sequence[TranslationPair] | Sequence[tuple[str, str]],
+                     config: str | TranslatorConfig = "small", *, epochs: int = 10, batch_size: int = 64,
+                     learning_rate: float = 3e-3, warmup: float = 0.05, label_smoothing: float = 0.1,
+                     weight_decay: float = 0.01, seed: int = 0, log_every: int = 20,
+                     device: str | torch.device = "cpu", threads: int | None = 1) -> TrainedTranslator:
+    """Train a :class:`Translator` from scratch with teacher forcing: the decoder reads the *reference*
+    prefix ``<s> y_1 … y_{t-1}`` and learns to predict ``y_t`` (cross-entropy over all positions at once,
+    padding ignored), never its own guesses. AdamW, linear warm-up over the first ``warmup`` share of the
+    steps, then cosine decay to 0; deterministic for a ``seed``, machine and thread count. ``threads``:
+    torch's CPU threads meanwhile (None: as they are); 1 is fastest for matrices this small (a second
+    thread costs more in synchronisation than it saves, and one that loses its core stalls all)."""
+    data = _pairs(pairs)
     if isinstance(config, str):
-        if config not in TRANSLATOR_CONFIGS:
-            raise ValueError(f"unknown config {config!r}; accepted: {sorted(TRANSLATOR_CONFIGS)} or a TranslatorConfig")
-        config = TRANSLATOR_CONFIGS[config]
-    if not isinstance(config, TranslatorConfig):
-        raise TypeError(f"config must be a name {sorted(TRANSLATOR_CONFIGS)} or a TranslatorConfig, got {type(config).__name__}")
+        config = TRANSLATOR_CONFIGS[checks.choice("config", config, TRANSLATOR_CONFIGS)]
+    checks.instance("config", config, TranslatorConfig, f"a name in {sorted(TRANSLATOR_CONFIGS)} or a TranslatorConfig")
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("log_every", log_every)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
-    if not 0 <= warmup < 1:
-        raise ValueError(f"warmup must be a share of the steps in [0, 1), got {warmup!r}")
-    sources, targets = _encode_pairs(data, config.max_length)
-    with _torch_threads(threads):
-        return _train(data, sources, targets, config, epochs, batch_size, learning_rate, warmup, label_smoothing,
-                      weight_decay, seed, log_every, device)
-
-
-def _train(data, sources, targets, config, epochs, batch_size, learning_rate, warmup, label_smoothing, weight_decay,
-           seed, log_every, device) -> TrainedTranslator:
+        checks.integer(name, value)
+    checks.number("learning_rate", learning_rate, 0)
+    _share("warmup", warmup)
+    sources = [SOURCE_VOCAB.encode(english_tokens(e)) for e, _ in data]  # words ... </s>
+    targets = [TARGET_VOCAB.encode(list(z), bos=True) for _, z in data]  # <s> characters ... </s>
+    longest = max(max(map(len, sources)), max(map(len, targets)) - 1)
+    if longest > config.max_length:
+        raise ValueError(f"an example is {longest} tokens long, more than the model's max_length={config.max_length}")
+    settings = {"config": config, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                "warmup": warmup, "label_smoothing": label_smoothing, "weight_decay": weight_decay, "seed": seed,
+                "log_every": log_every, "train_examples": len(data)}
     torch.manual_seed(seed)
-    device = torch.device(device)
-    model = Translator(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay,
+    model, history = Translator(config).to(device), []
+    with _threads(threads):
+        seconds = timing.time_calls(lambda: history.extend(_fit(model, sources, targets, settings, device)),
+                                    repeats=1, warmup=0, device=device)[0]
+    parameters = sum(p.numel() for p in model.parameters())  # the tied output weight counted once
+    return TrainedTranslator(model.eval(), history, seconds, parameters, history[-1]["step"], settings)
+
+
+def _fit(model: Translator, sources: list[list[int]], targets: list[list[int]], s: dict[str, Any],
+         device: str | torch.device) -> list[dict[str, float]]:
+    """The training loop; returns the mean loss every ``log_every`` steps (and at the last step)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=s["learning_rate"], weight_decay=s["weight_decay"],
                                   betas=(0.9, 0.98))
-    steps_per_epoch = math.ceil(len(data) / batch_size)
-    total = epochs * steps_per_epoch
-    warm = max(1, int(warmup * total))
+    steps_per_epoch = math.ceil(len(sources) / s["batch_size"])
+    total = s["epochs"] * steps_per_epoch
+    warm = max(1, int(s["warmup"] * total))
 
-    def schedule(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+    def lr_factor(step: int) -> float:  # linear warm-up over ``warm`` steps, then cosine decay to 0
+        decayed = 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+        return (step + 1) / warm if step < warm else decayed
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    loss_fn = nn.CrossEntropyLoss(ignore_index=Vocabulary.PAD, label_smoothing=label_smoothing)
-    rng = random.Random(seed)
-    history: list[dict[str, float]] = []
-    order = list(range(len(data)))
-    step, running, counted = 0, 0.0, 0
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    loss_fn = nn.CrossEntropyLoss(ignore_index=Vocabulary.PAD, label_smoothing=s["label_smoothing"])
+    rng, order, history, running, step = random.Random(s["seed"]), list(range(len(sources))), [], [], 0
     model.train()
-    start = time.perf_counter()
-    for epoch in range(epochs):
+    for _ in range(s["epochs"]):
         rng.shuffle(order)
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            src = _pad([sources[j] for j in idx]).to(device)
-            tgt = _pad([targets[j] for j in idx]).to(device)
-            target_in, target_out = tgt[:, :-1], tgt[:, 1:]  # teacher forcing: shift right by one
-            logits = model(src, target_in)
-            loss = loss_fn(logits.reshape(-1, logits.shape[-1]), target_out.reshape(-1))
+        for i in range(0, len(order), s["batch_size"]):
+            batch = order[i:i + s["batch_size"]]
+            src = _pad([sources[j] for j in batch]).to(device)  # (B, L_s)
+            tgt = _pad([targets[j] for j in batch]).to(device)  # (B, 1 + L_t): <s> y_1 ... y_T </s>
+            logits = model(src, tgt[:, :-1])  # (B, L_t, V): teacher forcing, the input shifted right by one
+            loss = loss_fn(logits.reshape(-1, logits.shape[-1]), tgt[:, 1:].reshape(-1))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
             step += 1
-            running += loss.item()
-            counted += 1
-            if step % log_every == 0 or step == total:
-                history.append({"step": step, "epoch": step / steps_per_epoch, "loss": running / counted,
+            running.append(loss.item())
+            if step % s["log_every"] == 0 or step == total:
+                history.append({"step": step, "epoch": step / steps_per_epoch, "loss": sum(running) / len(running),
                                 "learning_rate": scheduler.get_last_lr()[0]})
-                running, counted = 0.0, 0
-    seconds = time.perf_counter() - start
-    model.eval()
-    settings = {"config": config, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                "warmup": warmup, "label_smoothing": label_smoothing, "seed": seed, "train_examples": len(data)}
-    parameters = sum(p.numel() for p in model.parameters())
-    return TrainedTranslator(model, history, seconds, parameters, total, settings)
+                running = []
+    return history
 
 
-# ----------------------------------------------------------------------------------------------------
-# Greedy decoding and scores
-# ----------------------------------------------------------------------------------------------------
+# ---------- greedy decoding ------------------------------------------------------------------------
+def _sentences(name: str, value: Any, language: str = "") -> list[str]:  # a bare string is one sentence: refused
+    if isinstance(value, str):
+        raise TypeError(f"{name} must be a list of {language}strings; for one sentence, pass [text]")
+    return checks.texts(name, value, allow_empty=True)
 
 
-def _as_model(model: Any) -> Translator:
-    if isinstance(model, TrainedTranslator):
-        model = model.model
-    if not isinstance(model, Translator):
-        raise TypeError(f"expected a Translator or the TrainedTranslator from train_translator, got {type(model).__name__}")
-    return model
+def _greedy(model: Translator, source: torch.Tensor, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, L_s) source ids -> output ids (B, 1 + steps) from ``<s>``, and the last decoder layer's
+    cross-attention at the last step (B, heads, steps, L_s). No key/value cache: each step reruns the
+    decoder on the whole prefix, which is cheap for sequences this short."""
+    memory, memory_mask = model.encode(source)
+    out = torch.full((len(source), 1), Vocabulary.BOS, dtype=torch.long, device=source.device)
+    done = torch.zeros(len(source), dtype=torch.bool, device=source.device)
+    for _ in range(limit):
+        logits, weights = model.decode(out, memory, memory_mask, return_attention=True)
+        nxt = logits[:, -1].argmax(-1).masked_fill(done, Vocabulary.PAD)  # (B,); finished rows get padding
+        out = torch.cat([out, nxt[:, None]], dim=1)
+        done |= nxt == Vocabulary.EOS
+        if done.all():
+            break
+    return out, weights
 
 
 @torch.no_grad()
 def translate(model: Translator | TrainedTranslator, texts: Sequence[str], *, batch_size: int = 500,
               max_new_tokens: int | None = None, return_attention: bool = False, threads: int | None = 1) -> Any:
-    """Greedy decoding: English texts -> Chinese strings.
-
-    The encoder reads each source once; the decoder then starts from ``<s>`` and, one position at a
-    time, appends the most probable next character, until every sentence has produced ``</s>`` or
-    ``max_new_tokens`` (default: the model's ``max_length`` - 1) is reached. There is no key/value
-    cache: each step reruns the decoder on the whole prefix, which is cheap for sequences this short.
-
-    With ``return_attention=True`` returns ``(translations, weights)``, where ``weights[i]`` is the last
-    decoder layer's cross-attention for text ``i``, a (heads, output length + 1, source length) tensor
-    (the last row is the step that produced ``</s>``). ``threads`` as in :func:`train_translator`.
-    """
-    model = _as_model(model)
-    if isinstance(texts, str) or not isinstance(texts, Sequence):
-        raise TypeError("texts must be a list of English strings (for one sentence, pass [text])")
-    if not texts:
-        return ([], []) if return_attention else []
-    limit = max_new_tokens or model.config.max_length - 1
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    results: list[str] = []
-    attentions: list[torch.Tensor] = []
+    """Greedy decoding, English texts -> Chinese strings: the decoder starts from ``<s>`` and appends
+    the most probable next character until every text has produced ``</s>`` or ``max_new_tokens``
+    (default: the model's ``max_length`` - 1). With ``return_attention=True`` returns ``(translations,
+    weights)``, ``weights[i]`` the last decoder layer's cross-attention for text i (heads, output length
+    + 1, source length; the last row made ``</s>``). ``threads`` as in :func:`train_translator`."""
+    model = model.model if isinstance(model, TrainedTranslator) else model
+    checks.instance("model", model, Translator, "a Translator or the TrainedTranslator from train_translator")
+    texts = _sentences("texts", texts, "English ")
+    device, was_training, results, attentions = next(model.parameters()).device, model.training, [], []
     try:
-        with _torch_threads(threads):
+        with _threads(threads):
             for start in range(0, len(texts), batch_size):
-                chunk = texts[start:start + batch_size]
-                source = _pad([SOURCE_VOCAB.encode(english_tokens(t)) for t in chunk]).to(device)
-                if source.shape[1] > model.config.max_length:
-                    raise ValueError(f"a text is {source.shape[1]} tokens long, more than max_length={model.config.max_length}")
-                memory, memory_mask = model.encode(source)
-                out = torch.full((len(chunk), 1), Vocabulary.BOS, dtype=torch.long, device=device)
-                done = torch.zeros(len(chunk), dtype=torch.bool, device=device)
-                weights = None
-                for _ in range(limit):
-                    logits, weights = model.decode(out, memory, memory_mask, return_attention=True)
-                    nxt = logits[:, -1].argmax(-1)
-                    nxt = torch.where(done, torch.full_like(nxt, Vocabulary.PAD), nxt)  # finished rows: pad
-                    out = torch.cat([out, nxt[:, None]], dim=1)
-                    done |= nxt == Vocabulary.EOS
-                    if done.all():
-                        break
+                batch = texts[start:start + batch_size]
+                source = _pad([SOURCE_VOCAB.encode(english_tokens(t)) for t in batch]).to(device)  # (B, L_s)
+                out, weights = _greedy(model.eval(), source, max_new_tokens or model.config.max_length - 1)
                 for row, ids in enumerate(out[:, 1:].tolist()):
                     tokens = TARGET_VOCAB.decode(ids)
                     results.append("".join(tokens))
-                    if return_attention:
-                        n_src = int((source[row] != Vocabulary.PAD).sum())
-                        attentions.append(weights[row, :, :len(tokens) + 1, :n_src].cpu())
+                    if return_attention:  # (heads, output length + 1, source length without padding)
+                        attentions.append(weights[row, :, :len(tokens) + 1, :int((source[row] != 0).sum())].cpu())
     finally:
         model.train(was_training)
     return (results, attentions) if return_attention else results
 
 
-def _check_strings(hypotheses: Any, references: Any) -> tuple[list[str], list[str]]:
-    for name, value in (("hypotheses", hypotheses), ("references", references)):
-        if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(s, str) for s in value):
-            raise TypeError(f"{name} must be a list of strings (one per sentence), got {value!r:.80}")
-    if len(hypotheses) != len(references):
-        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references; one reference per hypothesis")
-    if not hypotheses:
+# ---------- metrics --------------------------------------------------------------------------------
+def _scored(hypotheses: Any, references: Any) -> tuple[list[str], list[str]]:
+    hyps, refs = _sentences("hypotheses", hypotheses), _sentences("references", references)
+    if len(hyps) != len(refs):
+        raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references; one reference per hypothesis")
+    if not hyps:
         raise ValueError("no sentences to score")
-    return list(hypotheses), list(references)
+    return hyps, refs
 
 
 def exact_match(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     """Share of sentences translated exactly right, in [0, 1] (after stripping outer whitespace)."""
-    hyps, refs = _check_strings(hypotheses, references)
+    hyps, refs = _scored(hypotheses, references)
     return sum(h.strip() == r.strip() for h, r in zip(hyps, refs)) / len(refs)
 
 
 def bleu(hypotheses: Sequence[str], references: Sequence[str], *, tokenize: str = "zh") -> float:
-    """Corpus BLEU (Papineni et al., 2002) from sacrebleu (Post, 2018), on a 0-100 scale.
-
-    ``tokenize="zh"`` (sacrebleu's Chinese tokenizer) splits every Chinese character into its own
-    token, so the n-grams are character n-grams; use ``"13a"`` for English output.
-    """
+    """Corpus BLEU (Papineni et al., 2002) from sacrebleu (Post, 2018), 0-100. ``tokenize="zh"`` makes
+    every Chinese character a token (character n-grams); use ``"13a"`` for English output."""
     import sacrebleu
 
-    hyps, refs = _check_strings(hypotheses, references)
+    hyps, refs = _scored(hypotheses, references)
     return float(sacrebleu.corpus_bleu(hyps, [refs], tokenize=tokenize).score)
 
 
 def evaluate_translator(model: Translator | TrainedTranslator,
                         pairs: Sequence[TranslationPair] | Sequence[tuple[str, str]]) -> dict[str, Any]:
     """Translate a split and score it: ``{"exact_match", "bleu", "examples", "seconds", "translations"}``."""
-    data = _check_pairs(pairs)
-    start = time.perf_counter()
-    hyps = translate(model, [e for e, _ in data])
-    seconds = time.perf_counter() - start
+    data = _pairs(pairs)
+    hyps: list[str] = []
+    seconds = timing.time_calls(lambda: hyps.extend(translate(model, [e for e, _ in data])), repeats=1, warmup=0)[0]
     refs = [z for _, z in data]
     return {"exact_match": exact_match(hyps, refs), "bleu": bleu(hyps, refs), "examples": len(data),
             "seconds": seconds, "translations": hyps}
 
 
-# ----------------------------------------------------------------------------------------------------
-# A real model, where the hub is reachable
-# ----------------------------------------------------------------------------------------------------
-
-
+# ---------- a real model, where the hub is reachable -----------------------------------------------
 def hub_translate(texts: Sequence[str], model_name: str = "Helsinki-NLP/opus-mt-en-zh", *,
                   revision: str | None = None, target_token: str | None = ">>cmn_Hans<<",
                   batch_size: int = 16, max_new_tokens: int = 128) -> list[str]:
-    """Translate with a pretrained Marian model from the Hugging Face hub (beam search as configured
-    by the model's generation config).
-
-    ``opus-mt-en-zh`` serves several Chinese varieties and needs a target-language token such as
-    ``>>cmn_Hans<<`` (Mandarin, simplified script) at the start of every sentence; pass
-    ``target_token=None`` for a single-target model. Weights are loaded from safetensors only; where
-    a repository's main branch holds only pickled weights, pass the ``revision`` of its safetensors
-    conversion. Needs the ``sentencepiece`` package (preinstalled in Colab).
-
-    Raises:
-        HubUnreachableError: the hub cannot be reached (no network, or ``HF_HUB_OFFLINE=1``).
-    """
-    if isinstance(texts, str) or not isinstance(texts, Sequence) or not all(isinstance(t, str) for t in texts):
-        raise TypeError("texts must be a list of strings (for one sentence, pass [text])")
+    """Translate with a pretrained Marian model from the Hugging Face hub (its generation config's beam
+    search). ``opus-mt-en-zh`` serves several Chinese varieties and needs a target token such as
+    ``>>cmn_Hans<<`` (Mandarin, simplified) before every sentence; ``target_token=None`` for a
+    single-target model. Safetensors only: where a main branch holds only pickles, pass the ``revision``
+    of its safetensors conversion. Needs ``sentencepiece`` (in Colab). Raises
+    :class:`lightft.HubUnreachableError` where the hub cannot be reached (no network, HF_HUB_OFFLINE=1)."""
+    texts = _sentences("texts", texts)
     if not hub_reachable():
-        raise HubUnreachableError(
-            f"{model_name!r} must be downloaded from the Hugging Face hub, which cannot be reached here "
-            "(no network, or HF_HUB_OFFLINE=1); the chapter's own Translator runs offline instead"
-        )
+        raise HubUnreachableError(f"{model_name!r} must be downloaded from the Hugging Face hub, which cannot be "
+                                  "reached here (no network, or HF_HUB_OFFLINE=1); the chapter's model runs offline")
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_name, revision=revision)
     model = AutoModelForSeq2SeqLM.from_pretrained(model_name, revision=revision, use_safetensors=True).eval()
-    prefix = f"{target_token} " if target_token else ""
-    out: list[str] = []
+    prefix, out = f"{target_token} " if target_token else "", []
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
             batch = tokenizer([prefix + t for t in texts[start:start + batch_size]], return_tensors="pt", padding=True)

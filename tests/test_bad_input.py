@@ -44,7 +44,7 @@ def _write_fixtures(root: Path) -> None:
     (root / "notes.txt").write_text("text,label\na fine film,1\n")
     (root / "five.csv").write_text("text,label\n" + "".join(f"film number {i},{i % 2}\n" for i in range(5)))
     (root / "a_folder.csv").mkdir()
-    src = lightft.embedded_model_path("minilm-l6")
+    src = lightft.models.embedded_model_path("minilm-l6")
     small = [p for p in src.iterdir() if p.is_file() and p.name != "model.safetensors"]
     for name in ("corrupt", "truncated", "pickle_only", "bad_config"):
         (root / name).mkdir()
@@ -161,13 +161,13 @@ ROWS = [
                                                           mask=torch.zeros(3, 3, dtype=torch.bool))),
     api("mha-not-divisible", ValueError, "divisible",
         lambda f, s: lightft.MultiHeadSelfAttention(10, 3)),
-    api("mha-zero-size", ValueError, "d_model must be a positive integer",
+    api("mha-zero-size", ValueError, "d_model must be an integer >= 1|0",
         lambda f, s: lightft.MultiHeadSelfAttention(0, 1)),
     api("mha-wrong-input-shape", ValueError, "(batch, seq_len, 8)",
         lambda f, s: lightft.MultiHeadSelfAttention(8, 2)(_q(3, 8))),
     api("padding-mask-not-01", ValueError, "only 0",
         lambda f, s: lightft.padding_mask(torch.tensor([[1, 2, 0]]))),
-    api("causal-mask-negative", ValueError, "positive integer",
+    api("causal-mask-negative", ValueError, "length must be an integer >= 1|-3",
         lambda f, s: lightft.causal_mask(-3)),
     # ---- datasets: names, files, labels
     api("data-not-a-name", TypeError, "dataset name or a file path",
@@ -202,7 +202,7 @@ ROWS = [
         lambda f, s: lightft.load_dataset(f / "notes.txt")),
     api("data-too-few-rows", ValueError, "5 usable|at least 10",
         lambda f, s: lightft.load_dataset(f / "five.csv")),
-    api("data-bad-seed", TypeError, "seed must be an integer",
+    api("data-bad-seed", ValueError, "seed must be an integer >= 0",
         lambda f, s: lightft.load_dataset("rotten_tomatoes", seed="0")),
     # ---- models and checkpoints
     api("model-unknown-name", HubUnreachableError, "no-such-model|minilm-l6",
@@ -221,7 +221,7 @@ ROWS = [
         lambda f, s: lightft.load_model(f / "pickle_only")),
     api("model-bad-config", ValueError, "config.json|not valid JSON",
         lambda f, s: lightft.load_model(f / "bad_config")),
-    api("model-zero-labels", ValueError, "num_labels must be a positive integer",
+    api("model-zero-labels", ValueError, "num_labels must be an integer >= 1",
         lambda f, s: lightft.load_model("minilm-l6", 0)),
     api("model-one-label-name", ValueError, "at least two class names",
         lambda f, s: lightft.load_model("minilm-l6", labels=["only"])),
@@ -236,7 +236,7 @@ ROWS = [
         lambda f, s: lightft.finetune(_tiny_model(), _data(), output_dir=s / "out", **{**FT, "max_length": 0})),
     api("ft-negative-batch", ValueError, "batch_size must be an integer >= 1",
         lambda f, s: lightft.finetune(_tiny_model(), _data(), output_dir=s / "out", **{**FT, "batch_size": -4})),
-    api("ft-zero-epochs", ValueError, "epochs must be a positive number",
+    api("ft-zero-epochs", ValueError, "epochs must be a number in (0, inf)",
         lambda f, s: lightft.finetune(_tiny_model(), _data(), output_dir=s / "out", **{**FT, "epochs": 0})),
     api("ft-learning-rate", ValueError, "learning_rate",
         lambda f, s: lightft.finetune(_tiny_model(), _data(), output_dir=s / "out", **{**FT, "learning_rate": 5.0})),

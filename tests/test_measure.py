@@ -39,13 +39,17 @@ def test_flops_per_token_by_hand():
     n = layers * per_layer + head
     assert measure.training_flops_per_token(model, 10) == 6 * n + 12 * layers * 10 * h
     assert measure.model_flops_utilisation(100.0, 1e6, 1e9) == pytest.approx(0.1)
+    with pytest.raises(TypeError, match="transformers or peft model"):
+        measure.non_embedding_parameters(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="peak_flops"):
+        measure.model_flops_utilisation(100.0, 1e6, 0.0)
 
 
 def test_peak_matmul_flops_and_bad_precision():
     assert measure.peak_matmul_flops("fp32", size=128, repeats=1) > 1e6
     with pytest.raises(ValueError, match="GPU technique"):
         measure.peak_matmul_flops("fp16", device="cpu")
-    with pytest.raises(ValueError, match="fp32, bf16, fp16"):
+    with pytest.raises(ValueError, match="precision must be one of .fp32., .bf16., .fp16."):
         measure.peak_matmul_flops("int4")
 
 

@@ -94,7 +94,7 @@ def test_architecture_config_shapes_and_errors():
     assert isinstance(architecture_config("distilbert-base"), DistilBertConfig)
     assert architecture_config(" BERT-Base ").hidden_size == 768
     assert set(ARCHITECTURES) == {"bert-base", "bert-large", "distilbert-base", "minilm-l6"}
-    with pytest.raises(ValueError, match="accepted"):
+    with pytest.raises(ValueError, match="name must be one of 'bert-base'.*got 'gpt2'"):
         architecture_config("gpt2")
     with pytest.raises(TypeError, match="string"):
         architecture_config(3)

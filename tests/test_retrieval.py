@@ -242,3 +242,17 @@ def test_contrastive_finetune_lowers_the_loss_and_keeps_embeddings_frozen(chapte
     assert losses[0] <= math.log(8) * 3   # a sane cross-entropy over 8 in-batch candidates
     with pytest.raises(ValueError, match="batch_size"):
         contrastive_finetune(model, tokenizer, pairs, batch_size=1)
+
+
+@pytest.mark.real
+def test_embed_equals_sentence_transformers_encode_on_the_embedded_model():
+    # embed() is written out (the chapter fine-tunes the in-memory encoder in place); on the embedded
+    # model it must give what sentence-transformers gives with the model's own pooling config
+    from sentence_transformers import SentenceTransformer
+
+    texts = ["What does the scaling by the square root of d_k do?", "LoRA trains two small matrices.", "x"]
+    reference = SentenceTransformer(str(lightft.models.embedded_model_path("minilm-l6")), device="cpu")
+    expected = reference.encode(texts, batch_size=2, convert_to_tensor=True)
+    encoder = lightft.load_model("minilm-l6", num_labels=None)
+    got = embed(encoder, lightft.load_tokenizer("minilm-l6"), texts, batch_size=2)
+    torch.testing.assert_close(got, expected.cpu(), atol=1e-5, rtol=0)

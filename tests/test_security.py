@@ -88,7 +88,7 @@ class _Trap:
 
 
 def _pickle_only_checkpoint(folder: Path, marker: Path) -> Path:
-    src = lightft.embedded_model_path("minilm-l6")
+    src = lightft.models.embedded_model_path("minilm-l6")
     folder.mkdir()
     for p in src.iterdir():
         if p.is_file() and p.name != "model.safetensors":
@@ -117,7 +117,7 @@ def test_pickle_only_checkpoints_are_refused_and_never_unpickled(tmp_path):
 def test_remote_code_in_a_model_folder_is_never_run(tmp_path):
     marker = tmp_path / "marker"
     folder = tmp_path / "remote"
-    shutil.copytree(lightft.embedded_model_path("minilm-l6"), folder)
+    shutil.copytree(lightft.models.embedded_model_path("minilm-l6"), folder)
     config = json.loads((folder / "config.json").read_text())
     config["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModel": "evil.EvilModel",
                           "AutoModelForSequenceClassification": "evil.EvilModel"}

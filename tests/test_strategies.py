@@ -145,3 +145,39 @@ def test_finetune_keeps_the_best_lora_adapter_and_distill_runs(tiny_data, tmp_pa
     assert out.steps == 3 and len(seen) == 3  # the teacher ran once per training step, not in evaluation
     assert not student._forward_hooks  # the hook is gone afterwards
     assert 0 <= out.metrics["accuracy"] <= 1
+
+
+def _benchmark_script():
+    """``benchmarks/strategies.py`` (the chapter's runner, a script of the repository, not of the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "strategies.py"
+    spec = importlib.util.spec_from_file_location("benchmark_strategies_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_script_prints_its_table_and_refuses_bad_input(capsys):
+    bench = _benchmark_script()
+    recipe = dict(test_accuracy=0.75, train_seconds=20.0, examples_per_s=24.0, tokens_per_s=700.0, mfu=0.125)
+    result = {"hardware": "a test box", "peak_gflops": {"fp32": 100.0, "bf16": 250.0}, "train_limit": 16,
+              "eval_limit": 8, "headline": {"usual": recipe, "lightweight": {**recipe, "train_seconds": 10.0},
+                                            "speedup": 2.0, "accuracy_gap_points": -1.5},
+              "strategies": [{"strategy": "pad 128", "mode": "train", "precision": "fp32", "examples_per_s": 10.0,
+                              "tokens_per_s": 300.0, "memory_increase_mib": 12.5, "mfu": 0.1},
+                             {"strategy": "inference fp32, max 64", "mode": "inference", "precision": "fp32",
+                              "examples_per_s": 50.0, "tokens_per_s": 900.0, "memory_increase_mib": 3.0, "mfu": None}]}
+    lines = bench.format_benchmark(result).splitlines()
+    assert lines[:3] == ["hardware: a test box", "peak matmul: fp32 100 GFLOP/s, bf16 250 GFLOP/s",
+                         "headline (16 training / 8 test examples):"]
+    assert lines[4].split() == ["usual", "0.750", "20.0", "24.0", "700", "12.5%"]
+    assert lines[6].strip() == "speed-up 2.0x, accuracy difference -1.5 points"
+    assert lines[-2].split()[-2:] == ["12.5", "10.0%"] and lines[-1].split()[-1] == "-"
+    with pytest.raises(SystemExit) as done:
+        bench.main(["--help"])
+    assert done.value.code == 0 and "--skip-headline" in capsys.readouterr().out
+    assert bench.main(["--steps", "0", "--skip-headline"]) == 2  # refused before anything is loaded or timed
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "steps must be an integer >= 1, got 0" in err[0]

@@ -75,7 +75,7 @@ def test_existing_output_dir_is_refused_and_kept(data, tmp_path, tiny_model_dir)
         ({"max_length": 4096}, "exceeds the model's limit of 128"),
         ({"precision": "fp8"}, "precision must be one of"),
         ({"padding": "longest"}, "padding must be one of"),
-        ({"epochs": 0}, "epochs must be a positive number"),
+        ({"epochs": 0}, r"epochs must be a number in \(0, inf\)"),
     ],
 )
 def test_bad_arguments(data, tmp_path, tiny_model_dir, kwargs, message):
