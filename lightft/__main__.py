@@ -47,6 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _training_options(parser, max_length: int) -> None:
+    """The fine-tune's settings, shared by ``finetune`` and ``bench --suite finetune``."""
+    parser.add_argument("--max-length", type=_positive_int, default=max_length)
+    parser.add_argument("--batch-size", type=_positive_int, default=16)
+    parser.add_argument("--epochs", type=_positive_float, default=2.0)
+    parser.add_argument("--learning-rate", type=_positive_float, default=5e-5)
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    parser.add_argument("--padding", choices=["dynamic", "max_length"], default="dynamic")
+    parser.add_argument("--train-limit", type=_positive_int, default=None, help="use only N training examples")
+    parser.add_argument("--eval-limit", type=_positive_int, default=None, help="use only N validation/test examples")
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def _encoder_commands(sub) -> None:
     ft = sub.add_parser("finetune", help="fine-tune a model on a dataset and save the best checkpoint",
                         description="Fine-tune, evaluate each epoch, keep the best checkpoint, print one JSON "
@@ -56,15 +69,7 @@ def _encoder_commands(sub) -> None:
     ft.add_argument("--data", default="rotten_tomatoes",
                     help="'rotten_tomatoes', 'imdb', 'tweets', a .csv/.jsonl file with text,label, or a hub name")
     ft.add_argument("--output", required=True, help="folder for checkpoints and the best model")
-    ft.add_argument("--max-length", type=_positive_int, default=128)
-    ft.add_argument("--batch-size", type=_positive_int, default=16)
-    ft.add_argument("--epochs", type=_positive_float, default=2.0)
-    ft.add_argument("--learning-rate", type=_positive_float, default=5e-5)
-    ft.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
-    ft.add_argument("--padding", choices=["dynamic", "max_length"], default="dynamic")
-    ft.add_argument("--train-limit", type=_positive_int, default=None, help="use only N training examples")
-    ft.add_argument("--eval-limit", type=_positive_int, default=None, help="use only N validation/test examples")
-    ft.add_argument("--seed", type=int, default=0)
+    _training_options(ft, max_length=128)
     ft.add_argument("--checkpoint-every", type=_positive_int, default=None,
                     help="evaluate and save a checkpoint every N optimizer steps (default: every epoch)")
     ft.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
@@ -97,15 +102,7 @@ def _bench_command(sub) -> None:
                     help="strategies suite: throughput only, no fine-tunes")
     be.add_argument("--model", default="minilm-l6", help="'minilm-l6' (embedded), a saved model folder, or a hub name")
     be.add_argument("--data", default="rotten_tomatoes", help="a dataset name or a .csv/.jsonl file with text,label")
-    be.add_argument("--train-limit", type=_positive_int, default=None, help="use only N training examples")
-    be.add_argument("--eval-limit", type=_positive_int, default=None, help="use only N validation/test examples")
-    be.add_argument("--epochs", type=_positive_float, default=2.0)
-    be.add_argument("--max-length", type=_positive_int, default=64)
-    be.add_argument("--batch-size", type=_positive_int, default=16)
-    be.add_argument("--learning-rate", type=_positive_float, default=5e-5)
-    be.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
-    be.add_argument("--padding", choices=["dynamic", "max_length"], default="dynamic")
-    be.add_argument("--seed", type=int, default=0)
+    _training_options(be, max_length=64)
 
 
 def _llm_commands(sub) -> None:

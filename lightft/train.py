@@ -222,33 +222,13 @@ def _disk_full(err: BaseException) -> bool:
     return False
 
 
-def finetune(
-    model: nn.Module | str,
-    data,
-    *,
-    tokenizer=None,
-    max_length: int = 128,
-    batch_size: int = 16,
-    epochs: float = 2,
-    learning_rate: float = 5e-5,
-    weight_decay: float = 0.01,
-    warmup: float = 0.1,
-    precision: str = "auto",
-    padding: str = "dynamic",
-    group_by_length: bool = False,
-    gradient_accumulation_steps: int = 1,
-    seed: int = 0,
-    output_dir: str | os.PathLike | None = None,
-    overwrite: bool = False,
-    resume: bool = False,
-    checkpoint_every: int | None = None,
-    train_limit: int | None = None,
-    eval_limit: int | None = None,
-    quiet: bool = False,
-    callbacks: Sequence = (),
-    gradient_checkpointing: bool = False,
-    compute_loss_func=None,
-) -> FinetuneResult:
+def finetune(model: nn.Module | str, data, *, tokenizer=None, max_length: int = 128, batch_size: int = 16,
+             epochs: float = 2, learning_rate: float = 5e-5, weight_decay: float = 0.01, warmup: float = 0.1,
+             precision: str = "auto", padding: str = "dynamic", group_by_length: bool = False,
+             gradient_accumulation_steps: int = 1, seed: int = 0, output_dir: str | os.PathLike | None = None,
+             overwrite: bool = False, resume: bool = False, checkpoint_every: int | None = None,
+             train_limit: int | None = None, eval_limit: int | None = None, quiet: bool = False,
+             callbacks: Sequence = (), gradient_checkpointing: bool = False, compute_loss_func=None) -> FinetuneResult:
     """Fine-tune ``model`` on ``data``, keep the best epoch, evaluate it on the test split.
 
     Args:

@@ -2,7 +2,7 @@
 
 Most tests run on a tiny BERT built from a config (2 layers, width 64: the ``tiny_model_dir`` fixture),
 so that the suite takes seconds per test on any 2-core CPU. The few tests that need the real pretrained
-MiniLM weights *and* train on them are marked ``real``: ``make test`` leaves them out (``-m "not real"``),
+MiniLM or SmolLM2 weights *and* run them are marked ``real``: ``make test`` leaves them out (``-m "not real"``),
 ``make book`` runs them (``make real``).
 """
 
@@ -18,7 +18,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def pytest_configure(config):
     config.addinivalue_line("markers", "browser: needs Chromium and a built book (make browser); "
                                        "left out unless selected with -m browser")
-    config.addinivalue_line("markers", "real: trains the real pretrained MiniLM weights (slow on a 2-core CPU); "
+    config.addinivalue_line("markers", "real: runs the real pretrained MiniLM or SmolLM2 weights (slow on a 2-core CPU); "
                                        "run by make real / make book, left out of make test")
 
 

@@ -26,10 +26,10 @@ from transformers import TrainerCallback
 import lightft
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-# 96 examples, batch 8: 12 steps an epoch, a checkpoint every 3 steps, 24 steps in all, on the tiny BERT of
+# 96 examples, batch 8: 12 steps an epoch, a checkpoint every 6 steps, 24 steps in all, on the tiny BERT of
 # conftest.tiny_model_dir (the real MiniLM would make this the slowest test of the suite for no extra coverage).
 RUN = ["--train-limit", "96", "--eval-limit", "32", "--epochs", "2", "--max-length", "32", "--batch-size", "8",
-       "--precision", "fp32", "--seed", "0", "--checkpoint-every", "3", "--quiet"]
+       "--precision", "fp32", "--seed", "0", "--checkpoint-every", "6", "--quiet"]
 STEPS = 24
 
 
