@@ -86,22 +86,29 @@ def cached_llm_folder(name: str = "smollm2-135m-instruct") -> Path:
             return target
         from lightft.models import quiet_transformers
 
-        with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        config = loaded.config
-        config.quantization_config = None  # a gguf-loaded model refuses save_pretrained: rebuild it
-        del config.quantization_config
-        fresh = AutoModelForCausalLM.from_config(config)
-        fresh.load_state_dict(loaded.state_dict())
-        fresh.generation_config = loaded.generation_config
-        temp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+        bar = gguf_utils.tqdm  # its per-tensor progress bar is plain tqdm: silenced while converting
+        gguf_utils.tqdm = lambda items, **kwargs: items
         try:
-            fresh.save_pretrained(temp)
-            tokenizer.save_pretrained(temp)
-            os.replace(temp, target)
+            with quiet_transformers():
+                tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+                loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+                config = loaded.config
+                config.quantization_config = None  # a gguf-loaded model refuses save_pretrained: rebuild it
+                del config.quantization_config
+                fresh = AutoModelForCausalLM.from_config(config)
+                fresh.load_state_dict(loaded.state_dict())
+                fresh.generation_config = loaded.generation_config
+                temp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
+                try:
+                    fresh.save_pretrained(temp)
+                    tokenizer.save_pretrained(temp)
+                    os.replace(temp, target)
+                finally:
+                    shutil.rmtree(temp, ignore_errors=True)
         finally:
-            shutil.rmtree(temp, ignore_errors=True)
+            gguf_utils.tqdm = bar
     return target
 
 
