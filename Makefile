@@ -24,7 +24,7 @@ MATHJAX := $(VENDOR)/mathjax/es5/tex-mml-chtml.js
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv book test unit real notebooks check-book browser mathjax pairs freeze clean
+.PHONY: venv book test unit real notebooks check-book browser mathjax pairs freeze clean llm-weights
 
 venv: $(STAMP)
 
@@ -40,7 +40,12 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $(STAMP)
 	@echo "==> $(VENV) ready: $$($(BIN)/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')"
 
-book: venv mathjax real
+# The embedded LLM's GGUF file dequantized once into the cached safetensors folder (~35 s, then a no-op):
+# done here, before the notebooks, so that no chapter pays for (or waits on) the conversion.
+llm-weights: venv
+	@echo "==> the embedded LLM in the lightft cache: $$($(BIN)/python -c 'from lightft import llm; print(llm.cached_llm_folder())')"
+
+book: venv mathjax real llm-weights
 	@echo "==> building the book, every chapter executed at LIGHTFT_BUDGET=book -> _build/html"
 	LIGHTFT_BUDGET=book $(BIN)/jupyter-book build -W -n --keep-going .
 	rm -rf _build/html/vendor/mathjax && mkdir -p _build/html/vendor && cp -R $(VENDOR)/mathjax _build/html/vendor/
@@ -76,7 +81,7 @@ BUDGET ?= smoke
 # shared CPU.
 NBMAKE_WORKERS := $(if $(filter smoke,$(BUDGET)),-n 2 --dist worksteal,)
 
-notebooks: venv
+notebooks: venv llm-weights
 	@echo "==> 2/3 every notebook through nbmake at LIGHTFT_BUDGET=$(BUDGET), on a scratch copy ($(SCRATCH)); committed files untouched"
 	$(BIN)/python scripts/executed_book.py $(SCRATCH)
 	LIGHTFT_BUDGET=$(BUDGET) $(BIN)/python -m pytest --nbmake --overwrite --nbmake-timeout=1200 -p no:cacheprovider \

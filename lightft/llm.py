@@ -113,14 +113,16 @@ def cached_llm_folder(name: str = "smollm2-135m-instruct") -> Path:
 
 
 def load_llm(name_or_path: str | os.PathLike = "smollm2-135m-instruct", *, quantize: str | None = None,
-             dtype: torch.dtype = torch.float32):
+             dtype: torch.dtype = torch.float32, num_labels: int | None = None):
     """``(model, tokenizer)``: an embedded name, a local folder or a hub name, in eval mode.
 
     ``quantize="nf4"`` loads the weights of the linear layers in 4-bit NF4 with bitsandbytes (the QLoRA
-    base; works on a CPU). The tokenizer pads on the left, so that the last position of every row of a
-    batch is its last real token (generation and label-word scoring read that position).
+    base; works on a CPU). ``num_labels=n`` loads the decoder with a new, randomly initialised
+    classification head instead of the language-model head (``AutoModelForSequenceClassification``: it
+    reads the hidden state of each row's last real token). The tokenizer pads on the left, so that the
+    last position of every row of a batch is its last real token (generation and scoring read it).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     from lightft.models import quiet_transformers, resolve_model_path
 
@@ -136,12 +138,16 @@ def load_llm(name_or_path: str | os.PathLike = "smollm2-135m-instruct", *, quant
         extra = dict(device_map="cpu" if not torch.cuda.is_available() else None, quantization_config=
                      BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                         bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True))
+    if num_labels is not None:
+        extra["num_labels"] = checks.integer("num_labels", num_labels, minimum=2)
     with quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **extra)
+        model = (AutoModelForCausalLM if num_labels is None else AutoModelForSequenceClassification
+                 ).from_pretrained(source, dtype=dtype, **extra)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id   # the classification head finds each row's last token by it
     return model.eval(), tokenizer
 
 
@@ -180,10 +186,15 @@ def chat(model: nn.Module, tokenizer, message: str, *, system: str | None = None
     return generate(model, tokenizer, chat_prompt(tokenizer, message, system), **kwargs).strip()
 
 
-def sentiment_prompt(tokenizer, text: str, examples: Sequence[tuple[str, int]] = ()) -> str:
-    """The chat prompt that asks for one label word; ``examples`` (text, label) make it few-shot."""
-    shots = "".join(f"Review: {t}\nSentiment: {LABEL_WORDS[y]}\n\n" for t, y in examples)
-    return chat_prompt(tokenizer, f"{shots}Review: {text}\nPositive or negative?", SYSTEM)
+def sentiment_prompt(tokenizer, text: str, examples: Sequence[tuple[str, int]] = (), *,
+                     words: Sequence[str] = LABEL_WORDS, item: str = "Review") -> str:
+    """The chat prompt that asks for one of ``words`` about ``text``; ``examples`` (text, label) make it
+    few-shot. ``item`` names the text ("Review", "Tweet"); the question lists the words last first
+    ("Positive or negative?", "Positive, neutral or negative?")."""
+    shots = "".join(f"{item}: {t}\nSentiment: {words[y]}\n\n" for t, y in examples)
+    listed = list(reversed(words))
+    question = (", ".join(listed[:-1]) + f" or {listed[-1]}?").capitalize()
+    return chat_prompt(tokenizer, f"{shots}{item}: {text}\n{question}", SYSTEM)
 
 
 def label_word_ids(tokenizer, words: Sequence[str] = LABEL_WORDS) -> list[int]:
@@ -217,10 +228,29 @@ def label_word_scores(model: nn.Module, tokenizer, prompts: Sequence[str], *, wo
 
 
 def classify_with_llm(model: nn.Module, tokenizer, texts: Sequence[str], *,
-                      examples: Sequence[tuple[str, int]] = (), batch_size: int = 32) -> list[int]:
-    """Sentiment labels (0/1) from the label word with the higher score after :func:`sentiment_prompt`."""
-    prompts = [sentiment_prompt(tokenizer, t, examples) for t in checks.texts("texts", texts)]
-    return label_word_scores(model, tokenizer, prompts, batch_size=batch_size).argmax(-1).tolist()
+                      examples: Sequence[tuple[str, int]] = (), batch_size: int = 32,
+                      words: Sequence[str] = LABEL_WORDS, item: str = "Review") -> list[int]:
+    """Labels (indices into ``words``) from the label word with the highest score after
+    :func:`sentiment_prompt`."""
+    prompts = [sentiment_prompt(tokenizer, t, examples, words=words, item=item) for t in checks.texts("texts", texts)]
+    return label_word_scores(model, tokenizer, prompts, words=words, batch_size=batch_size).argmax(-1).tolist()
+
+
+def classify_with_head(model: nn.Module, tokenizer, texts: Sequence[str], *, batch_size: int = 32,
+                       max_length: int = 128) -> list[int]:
+    """Labels from a classification head (a model from ``load_llm(..., num_labels=n)``): the argmax of
+    its ``(batch, n)`` logits, batches of similar length."""
+    texts = checks.texts("texts", texts)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    labels = [0] * len(texts)
+    with torch.no_grad():
+        for start in range(0, len(texts), checks.integer("batch_size", batch_size)):
+            rows = order[start:start + batch_size]
+            batch = tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True, truncation=True,
+                              max_length=max_length, return_token_type_ids=False).to(model.device)
+            for i, label in zip(rows, model(**batch).logits.argmax(-1).tolist()):
+                labels[i] = label
+    return labels
 
 
 def sft_examples(tokenizer, prompts: Sequence[str], answers: Sequence[str], *, max_length: int = 256) -> list[dict]:
@@ -278,11 +308,12 @@ class SFTResult:
 def train_sft(model: nn.Module, tokenizer, examples: Sequence[dict], output_dir: str | os.PathLike, *,
               epochs: float = 1.0, batch_size: int = 8, learning_rate: float = 2e-4, warmup: float = 0.05,
               seed: int = 0, resume: bool = False, save: bool = False, gradient_checkpointing: bool = False,
-              optim: str = "adamw_torch") -> SFTResult:
+              optim: str = "adamw_torch", collator=None) -> SFTResult:
     """Supervised fine-tuning with the Hugging Face ``Trainer`` and :class:`CompletionCollator`.
 
     ``model`` is usually a peft model (only the adapters train). ``resume=True`` continues from the
-    newest checkpoint in ``output_dir``; ``save=True`` keeps a checkpoint per epoch.
+    newest checkpoint in ``output_dir``; ``save=True`` keeps a checkpoint per epoch. ``collator``
+    replaces the completion collator (``DataCollatorWithPadding`` for a classification head).
     """
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
@@ -299,7 +330,7 @@ def train_sft(model: nn.Module, tokenizer, examples: Sequence[dict], output_dir:
         disable_tqdm=True, activation_checkpointing=gradient_checkpointing, optim=optim,
         dataloader_num_workers=0, remove_unused_columns=False)
     trainer = Trainer(model=model, args=args, train_dataset=list(examples),
-                      data_collator=CompletionCollator(tokenizer.pad_token_id))
+                      data_collator=collator or CompletionCollator(tokenizer.pad_token_id))
     trainer.remove_callback(PrinterCallback)  # no loss dicts printed into the notebook
     model.train()
     with PeakMemory() as memory, quiet_transformers():

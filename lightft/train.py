@@ -280,7 +280,8 @@ def finetune(model: nn.Module | str, data, *, tokenizer=None, max_length: int = 
     trainer = _trainer(model, args, encoded, tokenizer, padding, k, callbacks, compute_loss_func, quiet)
     if not quiet:
         print(f"precision: {precision_name} ({precision_reason})")
-    return _train_and_report(trainer, model, encoded, out, resume, quiet, precision_name, precision_reason)
+    with _quiet_progress(quiet):  # no "Writing model shards" bars either
+        return _train_and_report(trainer, model, encoded, out, resume, quiet, precision_name, precision_reason)
 
 
 @contextlib.contextmanager

@@ -76,3 +76,20 @@ def test_no_module_keeps_a_hand_copied_all_list():
     copied = [name for name, tree in MODULES.items() if name != "__init__" for node in tree.body
               if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets)]
     assert not copied, f"modules with their own __all__ (the export list lives in lightft/__init__.py): {copied}"
+
+
+LLM_MODULES = {"llm", "lora"}                       # the LLM part (issue 14), counted on top of the cap
+LLM_CLI = {"_llm_commands", "_sft", "_generate"}     # its subcommands in lightft/__main__.py
+LINE_CAP = 4500
+
+
+def test_the_package_stays_within_its_line_cap():
+    """The pre-LLM package is at most LINE_CAP lines (wc -l), so a reader can hold it in their head."""
+    total = 0
+    for path in sorted(PACKAGE.glob("*.py")):
+        if path.stem in LLM_MODULES:
+            continue
+        total += len(path.read_text(encoding="utf-8").splitlines())
+    llm_cli = sum(node.end_lineno - node.lineno + 1 for node in MODULES["__main__"].body
+                  if isinstance(node, ast.FunctionDef) and node.name in LLM_CLI)
+    assert total - llm_cli <= LINE_CAP, f"lightft/ is {total - llm_cli} lines without the LLM part; the cap is {LINE_CAP}"

@@ -97,6 +97,33 @@ def test_train_sft_lowers_loss(tiny, tmp_path):
     peft_model.unload()
 
 
+def test_sentiment_prompt_lists_the_words_and_keeps_the_two_class_question(tiny):
+    _, tokenizer = tiny
+    assert "Review: fine\nPositive or negative?" in llm.sentiment_prompt(tokenizer, "fine")
+    three = llm.sentiment_prompt(tokenizer, "ok", [("meh", 1)], words=("negative", "neutral", "positive"), item="Tweet")
+    assert "Tweet: meh\nSentiment: neutral" in three and three.rstrip().endswith(
+        "Tweet: ok\nPositive, neutral or negative?\nassistant:")
+
+
+def test_classification_head_learns_and_predicts_padding_safe(tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import DataCollatorWithPadding
+
+    model, tokenizer = llm.load_llm(save_tiny_llama(tmp_path / "tiny"), num_labels=3)
+    assert type(model).__name__ == "LlamaForSequenceClassification"
+    assert model.config.pad_token_id == tokenizer.pad_token_id
+    texts = ["good", "a much longer and rather dull review of a film", "ok"]
+    batched = llm.classify_with_head(model, tokenizer, texts, batch_size=3)
+    assert batched == [llm.classify_with_head(model, tokenizer, [t])[0] for t in texts]   # left padding is safe
+    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="SEQ_CLS"))
+    examples = [{**tokenizer(t), "labels": y} for t, y in zip(["great", "awful", "fine", "bad"] * 2, [2, 0, 1, 0] * 2)]
+    result = llm.train_sft(peft_model, tokenizer, examples, tmp_path / "run", epochs=4, batch_size=8,
+                           learning_rate=1e-2, warmup=0, collator=DataCollatorWithPadding(tokenizer))
+    assert result.losses[-1] < result.losses[0]
+    with pytest.raises(ValueError, match="num_labels"):
+        llm.load_llm(tmp_path / "tiny", num_labels=1)
+
+
 @pytest.mark.parametrize("call, error", [
     (lambda m, t: llm.load_llm("x", quantize="int3"), ValueError),
     (lambda m, t: llm.generate(m, t, [], max_new_tokens=2), ValueError),
