@@ -10,12 +10,11 @@ Chapter: "BERT and DistilBERT" (``book/bert.md``).
 * :func:`save_as_distilbert` saves such a rewrite with a DistilBERT tokenizer and a classification head,
   for ``DistilBert*.from_pretrained`` to read offline.
 
-The rewrite keeps the embeddings' names, renames each layer's weights as :data:`LAYER_RENAMES` lists,
-drops the pooler, and folds the token-type row into the position table: BERT adds
-``token_type_embeddings[token_type_ids]`` to every token, and for single-segment input every
-``token_type_id`` is 0, so adding row 0 to every position gives the same sum. Sentence *pairs*
-(segment B, ``token_type_id`` 1) cannot be represented: the rewrite treats every token as segment A.
-"""
+The rewrite keeps the embeddings' names, renames each layer's weights as :data:`LAYER_RENAMES` lists, drops the
+pooler, and folds the token-type row into the position table: BERT adds ``token_type_embeddings[token_type_ids]`` to
+every token, and for single-segment input every ``token_type_id`` is 0, so adding row 0 to every position gives the
+same sum. Sentence *pairs* (segment B, ``token_type_id`` 1) cannot be represented: the rewrite treats every token as
+segment A."""
 
 from __future__ import annotations
 
@@ -26,6 +25,9 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import (AutoModel, AutoModelForSequenceClassification, BertConfig, BertModel, DistilBertConfig,
+                          DistilBertForSequenceClassification, DistilBertModel, DistilBertTokenizer)
+from transformers.activations import ACT2FN
 
 from lightft import checks
 from lightft.models import embedded_model_path, load_model, load_tokenizer, quiet_transformers
@@ -42,14 +44,10 @@ _NEEDED_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attenti
                   "max_position_embeddings", "type_vocab_size", "hidden_act", "layer_norm_eps")
 #: The rewrite, layer by layer: BERT's ``encoder.layer.i.<key>`` -> DistilBERT's ``transformer.layer.i.<value>``.
 LAYER_RENAMES = {
-    "attention.self.query": "attention.q_lin",
-    "attention.self.key": "attention.k_lin",
-    "attention.self.value": "attention.v_lin",
-    "attention.output.dense": "attention.out_lin",
-    "attention.output.LayerNorm": "sa_layer_norm",
-    "intermediate.dense": "ffn.lin1",
-    "output.dense": "ffn.lin2",
-    "output.LayerNorm": "output_layer_norm",
+    "attention.self.query": "attention.q_lin", "attention.self.key": "attention.k_lin",
+    "attention.self.value": "attention.v_lin", "attention.output.dense": "attention.out_lin",
+    "attention.output.LayerNorm": "sa_layer_norm", "intermediate.dense": "ffn.lin1",
+    "output.dense": "ffn.lin2", "output.LayerNorm": "output_layer_norm",
 }
 
 
@@ -57,11 +55,8 @@ def architecture_config(name: str):
     """The ``BertConfig`` (``DistilBertConfig`` for ``"distilbert-base"``) of a name in :data:`ARCHITECTURES`.
 
     No download: ``BertConfig()`` and ``DistilBertConfig()`` default to the bert-base-uncased and
-    distilbert-base-uncased shapes, BERT-large sets its four sizes, ``"minilm-l6"`` reads the embedded
-    model's ``config.json``.
-    """
-    from transformers import BertConfig, DistilBertConfig
-
+    distilbert-base-uncased shapes, BERT-large sets its four sizes, ``"minilm-l6"`` reads the embedded model's
+    ``config.json``."""
     checks.instance("name", name, str, f"a string, one of {', '.join(ARCHITECTURES)}")
     key = checks.choice("name", name.strip().lower(), ARCHITECTURES)
     if key == "bert-large":
@@ -76,12 +71,9 @@ def build_encoder(name_or_config: Any, *, with_head: bool = False, num_labels: i
 
     ``name_or_config`` is a name from :data:`ARCHITECTURES` or a ``BertConfig`` / ``DistilBertConfig``.
     ``with_head=False`` gives the bare encoder (``BertModel`` with its pooler, or ``DistilBertModel``;
-    ``last_hidden_state``: ``(batch, seq_len, hidden)``); ``True`` gives ``*ForSequenceClassification``
-    with ``num_labels`` outputs, ``(batch, num_labels)``. ``seed`` makes two builds identical. Random
-    weights, in eval mode: for shapes, parameter counts, memory and timing, never for predictions.
-    """
-    from transformers import AutoModel, AutoModelForSequenceClassification, BertConfig, DistilBertConfig
-
+    ``last_hidden_state``: ``(batch, seq_len, hidden)``); ``True`` gives ``*ForSequenceClassification`` with
+    ``num_labels`` outputs, ``(batch, num_labels)``. ``seed`` makes two builds identical. Random weights, in eval
+    mode: for shapes, parameter counts, memory and timing, never for predictions."""
     if isinstance(name_or_config, str):
         config = architecture_config(name_or_config)
     else:
@@ -96,29 +88,19 @@ def build_encoder(name_or_config: Any, *, with_head: bool = False, num_labels: i
 
 def _bert_encoder(model: Any) -> nn.Module:
     """The ``BertModel`` inside ``model`` (itself, or ``model.bert``), or a TypeError saying what is accepted."""
-    from transformers import BertModel
-
     if isinstance(getattr(model, "bert", model), BertModel):
         return getattr(model, "bert", model)
     distil = getattr(getattr(model, "config", None), "model_type", None) == "distilbert"
     layout = "is already in DistilBERT layout" if distil else "is not BERT-layout"
-    raise TypeError(f"{type(model).__name__} {layout}; bert_to_distilbert expects a transformers.BertModel, or a "
-                    "Bert*For* model holding one in `.bert` (e.g. BertForSequenceClassification)")
+    raise TypeError(f"{type(model).__name__} {layout}; expected a transformers.BertModel or a Bert*For* model (.bert)")
 
 
 def _check_rewritable(config: Any) -> None:
     """Raise ValueError unless a BERT config has an exact DistilBERT equivalent."""
-    from transformers.activations import ACT2FN
-
-    missing = [f for f in _NEEDED_FIELDS if getattr(config, f, None) is None]
-    if missing:
-        raise ValueError(f"the config lacks {', '.join(missing)}; bert_to_distilbert needs a BERT config "
-                         f"(e.g. a BertModel's .config) with {', '.join(_NEEDED_FIELDS)}")
-    for field in _NEEDED_FIELDS[:-2]:  # the sizes; hidden_act and layer_norm_eps are checked below
+    if missing := [f for f in _NEEDED_FIELDS if getattr(config, f, None) is None]:
+        raise ValueError(f"the config lacks {', '.join(missing)}; bert_to_distilbert needs a BERT config")
+    for field in _NEEDED_FIELDS[:-2]:  # the sizes (DistilBertModel itself checks that the heads divide dim)
         checks.integer(f"config.{field}", getattr(config, field))
-    if config.hidden_size % config.num_attention_heads:
-        raise ValueError(f"config.hidden_size ({config.hidden_size}) must be divisible by "
-                         f"config.num_attention_heads ({config.num_attention_heads})")
     if not isinstance(config.hidden_act, str) or config.hidden_act not in ACT2FN:
         raise ValueError(f"config.hidden_act must name an activation such as 'gelu', got {config.hidden_act!r}")
     if getattr(config, "is_decoder", False) or getattr(config, "add_cross_attention", False):
@@ -126,20 +108,16 @@ def _check_rewritable(config: Any) -> None:
     checks.choice("config.position_embedding_type", getattr(config, "position_embedding_type", None),
                   (None, "absolute"))
     if abs(float(config.layer_norm_eps) - 1e-12) > 1e-15:  # DistilBertModel's LayerNorms always use 1e-12
-        raise ValueError(f"config.layer_norm_eps is {config.layer_norm_eps}; DistilBertModel hard-codes 1e-12, "
-                         "so only BERT models with layer_norm_eps=1e-12 are rewritten exactly")
+        raise ValueError(f"config.layer_norm_eps={config.layer_norm_eps}; DistilBertModel hard-codes 1e-12")
 
 
 def distilbert_config(bert_config: Any, **overrides):
     """The ``DistilBertConfig`` with the shapes of a BERT config; ``overrides`` (``num_labels=2``) go on.
 
     Maps ``hidden_size -> dim``, ``num_hidden_layers -> n_layers``, ``num_attention_heads -> n_heads``,
-    ``intermediate_size -> hidden_dim``, ``hidden_act -> activation``, the dropout rates, vocabulary,
-    positions and ``pad_token_id``. ValueError when a field is missing or invalid, or the variant has no
-    DistilBERT equivalent (a decoder, relative positions, a LayerNorm eps other than ``1e-12``).
-    """
-    from transformers import DistilBertConfig
-
+    ``intermediate_size -> hidden_dim``, ``hidden_act -> activation``, the dropout rates, vocabulary, positions and
+    ``pad_token_id``. ValueError when a field is missing or invalid, or the variant has no DistilBERT equivalent (a
+    decoder, relative positions, a LayerNorm eps other than ``1e-12``)."""
     _check_rewritable(bert_config)
     c = bert_config
     settings = dict(vocab_size=c.vocab_size, max_position_embeddings=c.max_position_embeddings,
@@ -156,10 +134,9 @@ def distilbert_config(bert_config: Any, **overrides):
 def distilbert_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The weights of a BERT-layout encoder renamed (and the token-type row folded) for ``DistilBertModel``.
 
-    Returns new tensors (nothing is shared with ``model``), keyed as ``DistilBertModel.state_dict()``;
-    the position table is ``position_embeddings.weight + token_type_embeddings.weight[0]``, shape
-    ``(max_position_embeddings, hidden)``. See the module docstring for the full mapping.
-    """
+    Returns new tensors (nothing is shared with ``model``), keyed as ``DistilBertModel.state_dict()``; the position
+    table is ``position_embeddings.weight + token_type_embeddings.weight[0]``, shape
+    ``(max_position_embeddings, hidden)``. See the module docstring for the full mapping."""
     bert = _bert_encoder(model)
     _check_rewritable(bert.config)  # before any weight is touched
     src = bert.state_dict()
@@ -177,18 +154,14 @@ def distilbert_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 def bert_to_distilbert(model: nn.Module, num_labels: int | None = None, *, seed: int = 0) -> nn.Module:
     """Rewrite a BERT-layout encoder into DistilBERT layout, exactly.
 
-    ``model``: a ``transformers.BertModel``, or a model holding one in ``.bert`` (``BertFor*``); only
-    the encoder is used. ``num_labels=None`` returns a ``DistilBertModel``; an integer, a
-    ``DistilBertForSequenceClassification`` with a new head seeded by ``seed``. The result is on
-    ``model``'s device, in its dtype and train/eval mode. For single-segment input its
-    ``last_hidden_state`` ``(batch, seq_len, hidden)`` equals the BERT encoder's at every non-padding
-    token (up to float rounding). Heads are never carried over: BERT's classifier reads the *pooler*
-    (dense + tanh on ``[CLS]``), DistilBERT's reads ``[CLS]`` through ``pre_classifier`` + ReLU.
-    Rewrite first, then fine-tune. TypeError when ``model`` is not BERT-layout; ValueError when its
-    config cannot be rewritten (:func:`distilbert_config`).
-    """
-    from transformers import DistilBertForSequenceClassification, DistilBertModel
-
+    ``model``: a ``transformers.BertModel``, or a model holding one in ``.bert`` (``BertFor*``); only the encoder is
+    used. ``num_labels=None`` returns a ``DistilBertModel``; an integer, a ``DistilBertForSequenceClassification``
+    with a new head seeded by ``seed``. The result is on ``model``'s device, in its dtype and train/eval mode. For
+    single-segment input its ``last_hidden_state`` ``(batch, seq_len, hidden)`` equals the BERT encoder's at every
+    non-padding token (up to float rounding). Heads are never carried over: BERT's classifier reads the *pooler*
+    (dense + tanh on ``[CLS]``), DistilBERT's reads ``[CLS]`` through ``pre_classifier`` + ReLU. Rewrite first, then
+    fine-tune. TypeError when ``model`` is not BERT-layout; ValueError when its config cannot be rewritten
+    (:func:`distilbert_config`)."""
     bert = _bert_encoder(model)
     extra = {} if num_labels is None else {"num_labels": checks.integer("num_labels", num_labels)}
     config, weights = distilbert_config(bert.config, **extra), distilbert_state_dict(bert)
@@ -204,23 +177,17 @@ def save_as_distilbert(folder: str | os.PathLike, model: str | os.PathLike | nn.
                        seed: int = 0) -> Path:
     """Save a BERT-layout encoder as a ``DistilBertForSequenceClassification`` with a DistilBERT tokenizer.
 
-    ``folder`` (returned as a ``Path``) then holds ``config.json``, ``model.safetensors`` and the
-    tokenizer, read offline by ``DistilBertForSequenceClassification.from_pretrained(folder)`` and
-    ``DistilBertTokenizerFast.from_pretrained(folder)``. ``model``: ``"minilm-l6"``, a saved folder or
-    hub name (:func:`lightft.load_model`), or a BERT-layout module, which needs ``tokenizer=`` (its
-    WordPiece tokenizer, saved as a ``DistilBertTokenizer``). ``num_labels`` / ``labels`` (class names)
-    size the new head, seeded by ``seed``.
-    """
+    ``folder`` (returned as a ``Path``) then holds ``config.json``, ``model.safetensors`` and the tokenizer, read
+    offline by ``DistilBertForSequenceClassification.from_pretrained(folder)`` and
+    ``DistilBertTokenizerFast.from_pretrained(folder)``. ``model``: ``"minilm-l6"``, a saved folder or hub name
+    (:func:`lightft.load_model`), or a BERT-layout module, which needs ``tokenizer=`` (its WordPiece tokenizer, saved
+    as a ``DistilBertTokenizer``). ``num_labels`` / ``labels`` (class names) size the new head, seeded by ``seed``."""
     checks.instance("folder", folder, (str, os.PathLike), "a folder path")
     checks.instance("model", model, (str, os.PathLike, nn.Module), "a model name, a folder or a BERT-layout nn.Module")
-    if labels is not None:
-        labels = [str(label) for label in labels]
-        if len(labels) < 2:
-            raise ValueError(f"labels needs at least two class names, got {labels}")
-        num_labels = len(labels)
+    if labels is not None:  # class names: at least two
+        num_labels = checks.integer("the number of labels", len(labels := [str(label) for label in labels]), 2)
     if isinstance(model, nn.Module) and tokenizer is None:
-        raise ValueError("pass tokenizer= (the WordPiece tokenizer of this model) when model is a module; "
-                         "with a model name or folder it is found automatically")
+        raise ValueError("pass tokenizer= (its WordPiece tokenizer) with a module; a name or folder has its own")
     tokenizer = _distilbert_tokenizer(load_tokenizer(model) if tokenizer is None else tokenizer)
     source = model if isinstance(model, nn.Module) else load_model(model, num_labels=None)
     out = bert_to_distilbert(source, num_labels=num_labels, seed=seed).eval()
@@ -236,8 +203,6 @@ def save_as_distilbert(folder: str | os.PathLike, model: str | os.PathLike | nn.
 
 def _distilbert_tokenizer(tokenizer: Any):
     """``tokenizer``'s vocabulary and settings as a ``DistilBertTokenizer``."""
-    from transformers import DistilBertTokenizer
-
     if not callable(getattr(tokenizer, "get_vocab", None)):
         raise TypeError(f"tokenizer must be a WordPiece (BERT) tokenizer, got {type(tokenizer).__name__}")
     return DistilBertTokenizer(

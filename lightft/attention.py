@@ -1,13 +1,12 @@
 """Scaled dot-product attention, softmax(QKᵀ/√d_k)V, and multi-head self-attention, by hand.
 
-Chapter: "The attention formula" (``book/attention.md``). :func:`scaled_dot_product_attention` is the
-formula written out step by step (never PyTorch's fused kernel), returning the output *and* the
-weights; :func:`padding_mask` and :func:`causal_mask` are the chapter's two boolean masks (PyTorch's
-convention: **True means "may attend"**); :class:`MultiHeadSelfAttention` is built on the formula and
-loads a real BERT block (:meth:`~MultiHeadSelfAttention.from_bert_layer`); :func:`capture_attention`
-records what a real layer computed; :func:`scaling_statistics` (why divide by √d_k) and
-:func:`attention_cost` (time and memory against the length) are the chapter's measurements.
-"""
+Chapter: "The attention formula" (``book/attention.md``). :func:`scaled_dot_product_attention` is the formula written
+out step by step (never PyTorch's fused kernel), returning the output *and* the weights; :func:`padding_mask` and
+:func:`causal_mask` are the chapter's two boolean masks (PyTorch's convention: **True means "may attend"**);
+:class:`MultiHeadSelfAttention` is built on the formula and loads a real BERT block
+(:meth:`~MultiHeadSelfAttention.from_bert_layer`); :func:`capture_attention` records what a real layer computed;
+:func:`scaling_statistics` (why divide by √d_k) and :func:`attention_cost` (time and memory against the length) are
+the chapter's measurements."""
 
 from __future__ import annotations
 
@@ -15,11 +14,12 @@ import math
 import statistics
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.benchmark.utils.common import set_torch_threads
 
 from lightft import checks, timing
 
@@ -35,10 +35,8 @@ def _check_qkv(q: Any, k: Any, v: Any) -> None:
             raise ValueError(f"{name} must have at least 2 dimensions (..., seq_len, dim), got {tuple(x.shape)}")
         if not torch.isfinite(x).all():
             raise ValueError(f"{name} contains non-finite values (NaN or inf); attention needs finite inputs")
-    if not q.dtype == k.dtype == v.dtype:
+    if not q.dtype == k.dtype == v.dtype:  # (a device mismatch: torch's own error is clear)
         raise TypeError(f"q, k and v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
-    if not q.device == k.device == v.device:
-        raise ValueError(f"q, k and v must be on one device, got {q.device}, {k.device}, {v.device}")
     shapes = f"got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"q and k must have the same last dimension d_k; {shapes}")
@@ -56,18 +54,14 @@ def _check_mask(mask: Any, scores: torch.Tensor) -> torch.Tensor:
     if mask.dtype != torch.bool:
         raise TypeError(f"mask has dtype {mask.dtype}, but a boolean mask is expected (True = may attend); for a "
                         "tokenizer's 0/1 attention_mask use lightft.padding_mask, for a 0/-inf mask use (mask == 0)")
-    if mask.device != scores.device:
-        raise ValueError(f"mask is on {mask.device} but q, k and v are on {scores.device}")
     try:
         allowed = torch.broadcast_to(mask, scores.shape)
     except RuntimeError:
-        raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the scores' shape "
-                         f"{tuple(scores.shape)} (..., L_q, L_k), e.g. (L_q, L_k) or (batch, 1, 1, L_k)") from None
+        raise ValueError(f"mask {tuple(mask.shape)} does not broadcast to the scores' {tuple(scores.shape)}") from None
     # A row with every key blocked would be softmax over all -inf = 0/0 = NaN. Checking the
     # un-broadcast mask is enough: broadcasting only repeats its rows.
     if mask.numel() and not mask.any(dim=-1).all():
-        raise ValueError("mask blocks every key for at least one query (a row is all False), so its weights "
-                         "would be NaN; allow every query at least one key")
+        raise ValueError("mask blocks every key for some query (an all-False row): its weights would be NaN")
     return allowed
 
 
@@ -75,12 +69,11 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
                                  mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention(Q, K, V) = softmax(QKᵀ / √d_k) V, computed step by step.
 
-    ``q`` (..., L_q, d_k), ``k`` (..., L_k, d_k), ``v`` (..., L_k, d_v); the leading (batch, heads)
-    dimensions must broadcast. ``mask``: optional **boolean**, broadcastable to (..., L_q, L_k), True
-    where query i may attend to key j (blocked weights are exactly 0). A float mask (0/1 or 0/-inf: easy
-    to read backwards) and a row blocking every key (weights 0/0 = NaN) are errors.
-    Returns ``(output, weights)``: (..., L_q, d_v) and (..., L_q, L_k), each weight row summing to 1.
-    """
+    ``q`` (..., L_q, d_k), ``k`` (..., L_k, d_k), ``v`` (..., L_k, d_v); the leading (batch, heads) dimensions must
+    broadcast. ``mask``: optional **boolean**, broadcastable to (..., L_q, L_k), True where query i may attend to key
+    j (blocked weights are exactly 0). A float mask (0/1 or 0/-inf: easy to read backwards) and a row blocking every
+    key (weights 0/0 = NaN) are errors. Returns ``(output, weights)``: (..., L_q, d_v) and (..., L_q, L_k), each
+    weight row summing to 1."""
     _check_qkv(q, k, v)
     d_k = q.shape[-1]
     scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)  # (..., L_q, L_k): one score per query-key pair
@@ -155,8 +148,7 @@ class MultiHeadSelfAttention(nn.Module):
             attention = attention.attention  # a whole BertLayer
         attn, output = getattr(attention, "self", None), getattr(attention, "output", None)
         if not all(hasattr(attn, name) for name in ("query", "key", "value")) or not hasattr(output, "dense"):
-            raise TypeError("expected a BERT attention block with .self.query/.key/.value and .output.dense, such "
-                            f"as model.bert.encoder.layer[0].attention; got {type(attention).__name__}")
+            raise TypeError(f"expected a BERT attention block (layer[i].attention), got {type(attention).__name__}")
         heads = getattr(attn, "num_attention_heads", None) or attn.config.num_attention_heads
         mha = cls(attn.query.in_features, heads, bias=attn.query.bias is not None)
         mha = mha.to(device=attn.query.weight.device, dtype=attn.query.weight.dtype)
@@ -171,7 +163,6 @@ class CapturedAttention:
     """What one attention block of a real encoder computed on a batch: ``hidden_states`` (batch, L, d),
     its input; ``output`` (batch, L, d), W_O applied to the concatenated heads (before dropout, residual
     and LayerNorm); ``weights`` (batch, heads, L, L), the attention probabilities."""
-
     hidden_states: torch.Tensor
     output: torch.Tensor
     weights: torch.Tensor
@@ -183,13 +174,11 @@ def capture_attention(model: nn.Module, batch: Mapping[str, torch.Tensor], layer
     ``model``: BERT layout, loaded with ``attn_implementation="eager"`` (only eager returns weights)."""
     encoder = getattr(getattr(model, "base_model", model), "encoder", None)
     if not hasattr(encoder, "layer"):
-        raise TypeError("expected a BERT-layout model (BertModel or BertForSequenceClassification, e.g. "
-                        f"lightft.load_model('minilm-l6')), got {type(model).__name__}")
+        raise TypeError(f"expected a BERT-layout model (lightft.load_model('minilm-l6')), got {type(model).__name__}")
     if checks.integer("layer", layer, -len(encoder.layer)) >= len(encoder.layer):
         raise ValueError(f"layer must be an integer below {len(encoder.layer)}, got {layer!r}")
     if getattr(model.config, "_attn_implementation", "eager") != "eager":
-        raise ValueError(f"the model uses attn_implementation={model.config._attn_implementation!r}, which "
-                         "returns no attention weights; load it with attn_implementation='eager'")
+        raise ValueError(f"{model.config._attn_implementation!r} attention returns no weights; load it with 'eager'")
     if not isinstance(batch, Mapping) or "input_ids" not in batch:
         raise TypeError("batch must be a tokenizer's output: a mapping with 'input_ids' (and 'attention_mask')")
     block, seen = encoder.layer[layer].attention, {}
@@ -219,12 +208,11 @@ def scaling_statistics(d_ks: Sequence[int], *, num_keys: int = 32, samples: int 
                        seed: int = 0) -> list[dict[str, float]]:
     """Why the scores are divided by √d_k: one dict per ``d_k`` (in order) of statistics of QKᵀ.
 
-    ``samples`` standard normal queries, each scored against ``num_keys`` standard normal keys; for the
-    raw q·k (``*_raw``) and the scaled q·k/√d_k (``*_scaled``): ``std_*`` (theory: √d_k and 1);
-    ``max_weight_*``, the mean largest softmax weight (1: one-hot, 1/num_keys: uniform); ``entropy_*``
-    in nats (``entropy_uniform`` = log num_keys); ``jacobian_*``, the mean Frobenius norm of the
-    softmax's Jacobian diag(p) - ppᵀ: the gradient that flows back (0 once the softmax saturates).
-    """
+    ``samples`` standard normal queries, each scored against ``num_keys`` standard normal keys; for the raw q·k
+    (``*_raw``) and the scaled q·k/√d_k (``*_scaled``): ``std_*`` (theory: √d_k and 1); ``max_weight_*``, the mean
+    largest softmax weight (1: one-hot, 1/num_keys: uniform); ``entropy_*`` in nats (``entropy_uniform`` = log
+    num_keys); ``jacobian_*``, the mean Frobenius norm of the softmax's Jacobian diag(p) - ppᵀ: the gradient that
+    flows back (0 once the softmax saturates)."""
     d_ks = _positive_integers("d_ks", d_ks)
     checks.integer("num_keys", num_keys, 2)  # a softmax over one key is always 1
     checks.integer("samples", samples)
@@ -251,7 +239,6 @@ class AttentionCost:
     """Time and memory of one attention call on (batch_size, num_heads, seq_len, d_head) inputs:
     ``weights_bytes``, the size of the (batch, heads, L, L) weights, stored or not; ``peak_bytes``, the
     call's peak above the level before it (see :func:`attention_cost`); ``times_s``, seconds per call."""
-
     implementation: str
     seq_len: int
     batch_size: int
@@ -275,8 +262,7 @@ class AttentionCost:
 
     def as_dict(self) -> dict[str, Any]:
         """One table row: the settings, ``median_ms``, ``min_ms``, ``weights_MiB`` and ``peak_MiB``."""
-        row = {f.name: getattr(self, f.name) for f in fields(self)
-               if f.name not in ("times_s", "weights_bytes", "peak_bytes")}
+        row = {k: v for k, v in asdict(self).items() if k not in ("times_s", "weights_bytes", "peak_bytes")}
         return row | {"median_ms": self.median_ms, "min_ms": self.min_ms,
                       "weights_MiB": self.weights_bytes / 2**20, "peak_MiB": self.peak_bytes / 2**20}
 
@@ -320,13 +306,12 @@ def attention_cost(seq_lengths: Sequence[int], *, implementations: Sequence[str]
     (length, implementation), lengths in the order given.
 
     For each length L, random q, k, v (batch_size, num_heads, L, d_head) go through ``"lightft"``
-    (:func:`scaled_dot_product_attention`, which stores the (batch, heads, L, L) weights) and
-    ``"torch"`` (PyTorch's fused kernel, which need not). Times: :func:`lightft.timing.time_calls`,
-    the implementations interleaved in every repeat so background load slows them alike. Peak memory:
-    :class:`lightft.timing.PeakMemory` on CUDA, the tensors' bytes on a CPU (``_PeakTensorBytes``).
-    Defaults: one MiniLM-L6 layer. ``threads``: torch's CPU threads meanwhile (None: as they are);
-    ``threads=1`` is far steadier on a shared machine (an operation waits for its slowest thread).
-    """
+    (:func:`scaled_dot_product_attention`, which stores the (batch, heads, L, L) weights) and ``"torch"`` (PyTorch's
+    fused kernel, which need not). Times: :func:`lightft.timing.time_calls`, the implementations interleaved in every
+    repeat so background load slows them alike. Peak memory: :class:`lightft.timing.PeakMemory` on CUDA, the tensors'
+    bytes on a CPU (``_PeakTensorBytes``). Defaults: one MiniLM-L6 layer. ``threads``: torch's CPU threads meanwhile
+    (None: as they are); ``threads=1`` is far steadier on a shared machine (an operation waits for its slowest
+    thread)."""
     seq_lengths = _positive_integers("seq_lengths", seq_lengths)
     for name in implementations:
         checks.choice("implementation", name, _IMPLEMENTATIONS)
@@ -334,14 +319,10 @@ def attention_cost(seq_lengths: Sequence[int], *, implementations: Sequence[str]
         checks.integer(name, value)
     checks.integer("warmup", warmup, 0)
     checks.choice("dtype", dtype, (torch.float32, torch.float64, torch.bfloat16, torch.float16))
-    previous = torch.get_num_threads()
-    torch.set_num_threads(previous if threads is None else checks.integer("threads", threads))
-    try:
+    with set_torch_threads(torch.get_num_threads() if threads is None else checks.integer("threads", threads)):
         return [cost for length in seq_lengths for cost in _attention_cost(
             tuple(implementations), (batch_size, num_heads, length, d_head), repeats, warmup,
             torch.device(device), dtype, seed)]
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _attention_cost(implementations, shape, repeats, warmup, device, dtype, seed) -> list[AttentionCost]:
@@ -355,9 +336,8 @@ def _attention_cost(implementations, shape, repeats, warmup, device, dtype, seed
             with probe:
                 call()
             peaks[name] = probe.increase
-        for _ in range(warmup):
-            for call in calls.values():
-                call()
+        for call in [*calls.values()] * warmup:  # round by round, like the timed calls
+            call()
         for _ in range(repeats):
             for name, call in calls.items():
                 times[name] += timing.time_calls(call, repeats=1, warmup=0, device=device)
@@ -375,16 +355,10 @@ def plot_attention(weights: Any, query_labels: Sequence[str] | None = None,
     the labels (e.g. tokens; ``key_labels`` defaults to ``query_labels``) become the ticks. Returns the Axes."""
     import matplotlib.pyplot as plt
     import numpy as np
-
-    if isinstance(weights, torch.Tensor):
-        weights = weights.detach().float().cpu().numpy()
-    matrix = np.asarray(weights, dtype=float)
+    matrix = np.asarray(weights.detach().float().cpu() if isinstance(weights, torch.Tensor) else weights, dtype=float)
     if matrix.ndim != 2:
         raise ValueError(f"weights must be one (L_q, L_k) matrix, got shape {matrix.shape}; pick a batch and head first")
-    key_labels = query_labels if key_labels is None else key_labels
-    for name, labels, size in (("query_labels", query_labels, matrix.shape[0]), ("key_labels", key_labels, matrix.shape[1])):
-        if labels is not None and len(labels) != size:
-            raise ValueError(f"{name} has {len(labels)} labels for {size} rows/columns")
+    key_labels = query_labels if key_labels is None else key_labels  # (matplotlib refuses a wrong count of labels)
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
     image = ax.imshow(matrix, cmap=cmap, vmin=0.0, vmax=max(1e-12, float(matrix.max())))

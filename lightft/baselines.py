@@ -1,9 +1,8 @@
 """Baselines a fine-tuned model must beat: the majority class, TF-IDF + logistic regression, and a
 frozen encoder's sentence embeddings + logistic regression.
 
-Chapter: "Evaluation" (the baselines table, the learning curve); the FAQ links there. Each returns
-classes ``(n,)`` and probabilities ``(n, k)`` for the test texts, scored by :mod:`lightft.metrics`.
-"""
+Chapter: "Evaluation" (the baselines table, the learning curve); the FAQ links there. Each returns classes ``(n,)``
+and probabilities ``(n, k)`` for the test texts, scored by :mod:`lightft.metrics`."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ from functools import partial
 from typing import Callable, Sequence
 
 import numpy as np
-import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -23,13 +21,12 @@ from torch import nn
 from lightft import checks, timing
 from lightft.metrics import as_labels
 from lightft.models import load_model, load_tokenizer
-from lightft.retrieval import mean_pool
+from lightft.retrieval import embed
 
 
 @dataclass
 class BaselineResult:
     """What a baseline predicted for the test texts."""
-
     name: str
     predictions: np.ndarray            # shape (n,), class indices
     probabilities: np.ndarray          # shape (n, k)
@@ -73,8 +70,7 @@ def majority_baseline(train_labels: Sequence[int], test_texts: Sequence[str] | i
     """Always the most frequent training class (ties: the smallest), with the training class shares as
     probabilities. ``test_texts``: the texts or their number. Its accuracy, that class's share of the
     test set, is the floor every model must clear (on imbalanced data a high one)."""
-    y = as_labels(train_labels, "train_labels")
-    if y.size == 0:
+    if (y := as_labels(train_labels, "train_labels")).size == 0:
         raise ValueError("train_labels is empty")
     is_count = isinstance(test_texts, (int, np.integer))
     n = checks.integer("test_texts", test_texts) if is_count else len(_texts("test_texts", test_texts))
@@ -105,26 +101,16 @@ def encode_texts(model: nn.Module | str = "minilm-l6", texts: Sequence[str] = ()
     returning ``last_hidden_state``, or a name for :func:`lightft.load_model`), without gradients.
 
     ``pooling="mean"``: the mean over real (non-padding) tokens (:func:`lightft.retrieval.mean_pool`), how
-    all-MiniLM-L6-v2 was trained to be used; ``"cls"``: the first token's vector.
-    """
+    all-MiniLM-L6-v2 was trained to be used; ``"cls"``: the first token's vector. Computed by
+    :func:`lightft.retrieval.embed` without its L2 norm."""
     texts, pooling = _texts("texts", texts), checks.choice("pooling", pooling, ("mean", "cls"))
     if isinstance(model, (str, os.PathLike)):
         model, tokenizer = load_model(model, num_labels=None), tokenizer or load_tokenizer(model)
     encoder = getattr(checks.instance("model", model, nn.Module, "a torch.nn.Module or a model name"),
                       "base_model", model)
     tokenizer = load_tokenizer(model.config._name_or_path) if tokenizer is None else tokenizer
-    was_training, out = encoder.training, []
-    encoder.eval()
-    try:
-        with torch.inference_mode():
-            for i in range(0, len(texts), batch_size):
-                batch = tokenizer(texts[i:i + batch_size], truncation=True, max_length=max_length,
-                                  padding=True, return_tensors="pt")
-                hidden = encoder(**batch).last_hidden_state.float()                   # (b, t, hidden)
-                out.append(hidden[:, 0] if pooling == "cls" else mean_pool(hidden, batch["attention_mask"]))
-    finally:
-        encoder.train(was_training)
-    return torch.cat(out).numpy().astype(np.float32)
+    return embed(encoder, tokenizer, texts, batch_size=batch_size, max_length=max_length, pooling=pooling,
+                 normalize=False).numpy()
 
 
 def embedding_baseline(train_texts: Sequence[str], train_labels: Sequence[int], test_texts: Sequence[str], *,

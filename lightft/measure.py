@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from lightft import checks, timing
+from lightft.train import finetune
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 Batches = Sequence[Mapping[str, torch.Tensor]]
@@ -22,10 +24,8 @@ Batches = Sequence[Mapping[str, torch.Tensor]]
 
 @dataclass
 class Throughput:
-    """What one measured loop gave (seconds, bytes; ``dataclasses.asdict`` for a table row).
-
-    ``tokens_per_s`` counts real tokens (mask 1), ``padded_tokens_per_s`` every computed position."""
-
+    """What one measured loop gave (seconds, bytes; ``dataclasses.asdict`` for a table row): ``tokens_per_s``
+    counts real tokens (mask 1), ``padded_tokens_per_s`` every computed position."""
     mode: str
     precision: str
     steps: int
@@ -55,9 +55,8 @@ def _autocast(precision: str, device: torch.device):
 
 def peak_matmul_flops(precision: str = "fp32", *, size: int = 1024, repeats: int = 5,
                       device: str | torch.device | None = None) -> float:
-    """The best FLOP/s of a ``(size, size) @ (size, size)`` product in ``precision`` (``2 size^3`` FLOPs).
-
-    The *best* of ``repeats`` timed runs (after a warm-up), not the median: a ceiling, the peak that
+    """The best FLOP/s of a ``(size, size) @ (size, size)`` product in ``precision`` (``2 size^3`` FLOPs): the
+    *best* of ``repeats`` timed runs (after a warm-up), not the median, a ceiling, the peak that
     :func:`model_flops_utilisation` divides by."""
     checks.integer("size", size, 16)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -69,8 +68,7 @@ def peak_matmul_flops(precision: str = "fp32", *, size: int = 1024, repeats: int
 
 
 def non_embedding_parameters(model: nn.Module) -> int:
-    """Parameters that multiply every token: all but the embedding tables (look-ups cost no FLOPs).
-
+    """Parameters that multiply every token: all but the embedding tables (look-ups cost no FLOPs), that is
     ``model.num_parameters(exclude_embeddings=True)``: the head, pooler and LayerNorms are counted."""
     if not callable(getattr(model, "num_parameters", None)):
         raise TypeError(f"model must be a transformers or peft model, got {type(model).__name__}")
@@ -106,7 +104,6 @@ def text_batches(tokenizer, texts: Sequence[str], labels: Sequence[int] | None =
     batches with ``seed`` (a few timed steps see a fair sample of lengths; the Trainer's sampler puts the
     longest first). ``truncation_side="left"`` keeps the tail of a long text instead of its head."""
     from transformers import DataCollatorWithPadding
-
     checks.choice("padding", padding, ("dynamic", "max_length"))
     checks.choice("truncation_side", truncation_side, ("right", "left"))
     if isinstance(texts, str):
@@ -208,9 +205,8 @@ def measure_training(model: nn.Module, batches: Batches, *, precision: str = "fp
 
 def measure_inference(model: nn.Module, batches: Batches, *, precision: str = "fp32",
                       steps: int | None = None, warmup: int = 1) -> Throughput:
-    """Time forward passes of ``model`` (eval mode, ``torch.inference_mode``) over ``batches``.
-
-    ``steps`` batches (default: each once) after ``warmup``; ``labels`` ignored; int8 models too."""
+    """Time forward passes of ``model`` (eval mode, ``torch.inference_mode``) over ``batches``: ``steps``
+    batches (default: each once) after ``warmup``; ``labels`` ignored; int8 models too."""
     _check(model, batches, need_labels=False)
     steps = len(batches) if steps is None else checks.integer("steps", steps)
     device = _device(model, precision)
@@ -224,14 +220,9 @@ def measure_inference(model: nn.Module, batches: Batches, *, precision: str = "f
 
 def measure_accuracy(model: nn.Module | str = "minilm-l6", data: Any = "rotten_tomatoes", *, train_limit: int = 500,
                      eval_limit: int | None = 500, **finetune_kwargs) -> dict[str, Any]:
-    """Fine-tune at a fixed budget with :func:`lightft.finetune`; return the test metrics and timings.
-
-    Keys: ``accuracy``, ``f1``, ``train_seconds``, ``examples_per_s``, ``tokens_per_s``, ``peak_memory_bytes``,
+    """Fine-tune at a fixed budget with :func:`lightft.finetune`; return the test metrics and timings. Keys:
+    ``accuracy``, ``f1``, ``train_seconds``, ``examples_per_s``, ``tokens_per_s``, ``peak_memory_bytes``,
     ``precision``, ``steps``, ``epochs``, ``model``. Checkpoints go to a temporary folder, then away."""
-    import tempfile
-
-    from lightft.train import finetune
-
     finetune_kwargs.setdefault("quiet", True)
     with tempfile.TemporaryDirectory(prefix="lightft-measure-", ignore_cleanup_errors=True) as scratch:
         r = finetune(model, data, train_limit=train_limit, eval_limit=eval_limit, output_dir=f"{scratch}/run",

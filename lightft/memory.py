@@ -18,12 +18,11 @@ pure bf16 (no master copy), AdamW         2         2         0         4       
 fp32, SGD with momentum                   4         4         0         4        12
 =====================================  =======  =========  ======  =========  =====
 
-PyTorch keeps a parameter's gradient and optimizer state in its dtype (AdamW allocates ``exp_avg``
-and ``exp_avg_sq`` with ``torch.zeros_like(param)``). ``mixed_precision=True`` is the classic recipe
-of Micikevicius et al. (2018): 16-bit weights and gradients plus an fp32 *master* copy and fp32
-optimizer state; ``torch.autocast`` reaches the same 16 bytes with fp32 weights, gradients and moments
-(4 + 4 + 8), casting on the fly. The optimizer's per-tensor ``step`` counter is ignored.
-"""
+PyTorch keeps a parameter's gradient and optimizer state in its dtype (AdamW allocates ``exp_avg`` and ``exp_avg_sq``
+with ``torch.zeros_like(param)``). ``mixed_precision=True`` is the classic recipe of Micikevicius et al. (2018):
+16-bit weights and gradients plus an fp32 *master* copy and fp32 optimizer state; ``torch.autocast`` reaches the same
+16 bytes with fp32 weights, gradients and moments (4 + 4 + 8), casting on the fly. The optimizer's per-tensor ``step``
+counter is ignored."""
 
 from __future__ import annotations
 
@@ -38,19 +37,13 @@ from lightft import checks
 
 #: Accepted dtype names (lower case) -> torch dtype.
 _DTYPE_NAMES: dict[str, torch.dtype] = {
-    "float64": torch.float64, "fp64": torch.float64, "double": torch.float64,
-    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "int8": torch.int8,
-}
+    **dict.fromkeys(("float64", "fp64", "double"), torch.float64), "int8": torch.int8,
+    **dict.fromkeys(("float32", "fp32", "float"), torch.float32), "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    **dict.fromkeys(("float16", "fp16", "half"), torch.float16)}
 
-#: Optimizer name -> number of state tensors it keeps per parameter, each the size of the parameter.
-OPTIMIZER_STATES: dict[str, int] = {
-    "adamw": 2, "adam": 2,  # first and second moment (exp_avg, exp_avg_sq)
-    "sgd_momentum": 1,      # one momentum buffer
-    "sgd": 0,               # plain SGD keeps nothing between steps
-}
+#: Optimizer name -> number of state tensors it keeps per parameter, each the size of the parameter: the
+#: first and second moment for Adam(W) (exp_avg, exp_avg_sq), one momentum buffer, nothing for plain SGD.
+OPTIMIZER_STATES: dict[str, int] = {"adamw": 2, "adam": 2, "sgd_momentum": 1, "sgd": 0}
 
 
 def _dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -62,10 +55,8 @@ def _dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 def bytes_per_element(dtype: str | torch.dtype) -> int:
     """Bytes one number takes in ``dtype``: 8 for float64, 4 for float32, 2 for float16/bfloat16, 1 for int8.
-
     Accepts ``torch.float32`` etc. or the names ``"float32"``/``"fp32"``, ``"float16"``/``"fp16"``,
-    ``"bfloat16"``/``"bf16"``, ``"int8"``, ``"float64"``/``"fp64"``.
-    """
+    ``"bfloat16"``/``"bf16"``, ``"int8"``, ``"float64"``/``"fp64"``."""
     return _dtype(dtype).itemsize
 
 
@@ -83,7 +74,6 @@ def format_bytes(n: int | float) -> str:
 class MemoryFootprint:
     """The static memory of a model in bytes (:func:`footprint`); ``total`` is ``weights + gradients +
     master_weights + optimizer_state``, activations excluded (see :func:`activation_bytes`)."""
-
     parameters: int
     trainable_parameters: int
     dtype: str
@@ -112,15 +102,11 @@ class MemoryFootprint:
     def __str__(self) -> str:
         mode = "inference" if not self.training else (
             f"training with {self.optimizer or 'no optimizer'}{', mixed precision' if self.mixed_precision else ''}")
-        lines = [f"{self.parameters:,} parameters ({self.trainable_parameters:,} trainable), {self.dtype}, {mode}",
-                 f"  weights          {format_bytes(self.weights):>11}"]
-        if self.training:
-            lines += [f"  gradients        {format_bytes(self.gradients):>11}",
-                      f"  master weights   {format_bytes(self.master_weights):>11}",
-                      f"  optimizer state  {format_bytes(self.optimizer_state):>11}"]
-        lines.append(f"  total            {format_bytes(self.total):>11}"
-                     f"  ({self.bytes_per_parameter:.1f} bytes per parameter)")
-        return "\n".join(lines)
+        parts = [("weights", self.weights)] + [("gradients", self.gradients), ("master weights", self.master_weights),
+                                               ("optimizer state", self.optimizer_state)] * self.training
+        lines = [f"  {part:<17}{format_bytes(n):>11}" for part, n in parts + [("total", self.total)]]
+        head = f"{self.parameters:,} parameters ({self.trainable_parameters:,} trainable), {self.dtype}, {mode}"
+        return "\n".join([head, *lines]) + f"  ({self.bytes_per_parameter:.1f} bytes per parameter)"
 
 
 def footprint(model: nn.Module, dtype: str | torch.dtype = "float32", *, training: bool = False,
@@ -128,18 +114,13 @@ def footprint(model: nn.Module, dtype: str | torch.dtype = "float32", *, trainin
               mixed_precision: bool = False) -> MemoryFootprint:
     """The memory a model's parameters take, for inference or for training, in bytes.
 
-    Args:
-        model: any ``torch.nn.Module``; only its parameters are read (``dtype`` says what to count
-            them in, whatever their own dtype and device).
-        dtype: what the weights are stored in (``bytes_per_element`` lists the names), or a torch dtype.
-        training: ``False`` counts the weights only; ``True`` adds, for every trained parameter, a
-            gradient and the optimizer state (and the fp32 master copy in mixed precision).
-        optimizer: ``"adamw"``/``"adam"`` (two moments), ``"sgd_momentum"`` (one buffer), ``"sgd"`` or
-            ``None`` (no state). Ignored when ``training=False``.
-        trainable_only: ``True`` trains only the parameters with ``requires_grad``, as PyTorch does;
-            ``False`` treats every parameter as trained (full fine-tuning, whatever the flags say).
-        mixed_precision: 16-bit ``dtype`` plus fp32 master copy and optimizer state (16 bytes with AdamW).
-    """
+    Only ``model``'s parameters are read, counted in ``dtype`` (a name that :func:`bytes_per_element` lists, or a
+    torch dtype) whatever their own dtype and device. ``training=False`` counts the weights only; ``True`` adds, for
+    every trained parameter, a gradient and the ``optimizer`` state: ``"adamw"``/``"adam"`` (two moments),
+    ``"sgd_momentum"`` (one buffer), ``"sgd"`` or ``None`` (none). ``trainable_only=True`` trains only the parameters
+    with ``requires_grad``, as PyTorch does; ``False`` treats every parameter as trained (full fine-tuning, whatever
+    the flags say). ``mixed_precision``: a 16-bit ``dtype`` plus an fp32 master copy and fp32 optimizer state (16
+    bytes with AdamW)."""
     checks.instance("model", model, nn.Module, "a torch.nn.Module")
     weight_dtype = _dtype(dtype)
     for flag, value in (("training", training), ("trainable_only", trainable_only),
@@ -154,25 +135,14 @@ def footprint(model: nn.Module, dtype: str | torch.dtype = "float32", *, trainin
     n_all = sum(p.numel() for p in model.parameters())  # a tied tensor is yielded once
     n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
     if training and n_trained and not weight_dtype.is_floating_point:
-        raise ValueError(f"{name} weights cannot be trained (they have no gradients); freeze them and train "
-                         "floating-point parameters (adapters, a head), or pick a float dtype")
-    element, fp32 = weight_dtype.itemsize, torch.float32.itemsize
+        raise ValueError(f"{name} weights cannot be trained (no gradients); freeze them, or use a float dtype")
+    element, fp32, trained = weight_dtype.itemsize, torch.float32.itemsize, n_trained if training else 0
     state_element = fp32 if mixed_precision else element  # mixed precision keeps fp32 optimizer state
-    trained = n_trained if training else 0
     return MemoryFootprint(
         parameters=n_all, trainable_parameters=n_trained, dtype=name, training=training,
         optimizer=optimizer if training else None, mixed_precision=mixed_precision, weights=n_all * element,
         gradients=trained * element, master_weights=trained * fp32 if mixed_precision else 0,
         optimizer_state=trained * OPTIMIZER_STATES.get(optimizer, 0) * state_element)
-
-
-def _storage_key_and_bytes(tensor: torch.Tensor) -> tuple[Any, int]:
-    """Identify the memory block a tensor lives in, and its size: views of one block count once."""
-    try:
-        storage = tensor.untyped_storage()
-        return ("storage", storage.data_ptr(), tensor.device), storage.nbytes()
-    except (RuntimeError, NotImplementedError, TypeError):  # e.g. a tensor subclass without storage
-        return ("tensor", id(tensor)), tensor.numel() * tensor.element_size()
 
 
 def activation_bytes(model: nn.Module, batch: Mapping[str, torch.Tensor] | torch.Tensor, *, train: bool = True) -> int:
@@ -186,41 +156,35 @@ def activation_bytes(model: nn.Module, batch: Mapping[str, torch.Tensor] | torch
     "attention_mask": (batch, seq_len)}`` (add ``"labels"`` ``(batch,)`` to include the loss), or one
     tensor. ``train``: training mode (dropout on, as in fine-tuning) or eval; the mode is restored.
 
-    Returns the bytes saved for the backward pass: 0 when nothing requires a gradient (a fully frozen
-    model). This is the part of activation memory that grows with batch size and sequence length; the
-    true peak of a training step is somewhat higher (temporary buffers, the gradients being built).
-    """
+    Returns the bytes saved for the backward pass: 0 when nothing requires a gradient (a fully frozen model). This is
+    the part of activation memory that grows with batch size and sequence length; the true peak of a training step is
+    somewhat higher (temporary buffers, the gradients being built)."""
     checks.instance("model", model, nn.Module, "a torch.nn.Module")
-    _check_batch(batch)
-    checks.instance("train", train, bool, "True or False")
-    weights = {_storage_key_and_bytes(t)[0] for t in (*model.parameters(), *model.buffers())}
-    saved: dict[Any, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        key, size = _storage_key_and_bytes(tensor)
-        if key not in weights:
-            saved.setdefault(key, size)
-        return tensor
-
-    modes = {module: module.training for module in model.modules()}
-    model.train(train)
-    try:
-        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            output = model(**batch) if isinstance(batch, Mapping) else model(batch)
-        del output  # frees the graph and everything it saved
-    finally:
-        for module, mode in modes.items():
-            module.training = mode
-    return int(sum(saved.values()))
-
-
-def _check_batch(batch: Any) -> None:
     if not isinstance(batch, Mapping):
         checks.instance("batch", batch, torch.Tensor, "a mapping of input tensors (e.g. a tokenizer's output) or a tensor")
     elif not batch:
         raise ValueError("batch is empty; expected inputs such as {'input_ids': ..., 'attention_mask': ...}")
     for key, value in batch.items() if isinstance(batch, Mapping) else ():
         checks.instance(f"batch[{key!r}]", value, torch.Tensor, "a torch.Tensor (tokenize with return_tensors='pt')")
+    checks.instance("train", train, bool, "True or False")
+    weights = {(t.untyped_storage().data_ptr(), t.device) for t in (*model.parameters(), *model.buffers())}
+    saved: dict[Any, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:  # keyed by memory block: views of one block count once
+        storage = tensor.untyped_storage()
+        if (key := (storage.data_ptr(), tensor.device)) not in weights:
+            saved.setdefault(key, storage.nbytes())
+        return tensor
+
+    modes = {module: module.training for module in model.modules()}
+    model.train(train)
+    try:
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            model(**batch) if isinstance(batch, Mapping) else model(batch)  # the output, dropped, frees the graph
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
+    return int(sum(saved.values()))
 
 
 def bert_activation_estimate(config: Any, batch_size: int, seq_len: int, *, dtype: str | torch.dtype = "float32",
@@ -238,22 +202,19 @@ def bert_activation_estimate(config: Any, batch_size: int, seq_len: int, *, dtyp
     * $b a s^2 (2E + M)$: the softmax output, its dropout mask and the dropped-out probabilities;
     * $16\\,bs$: the mean and inverse standard deviation of two LayerNorms (fp32).
 
-    With $I = 4h$ this is $bsh(16E + 2M) + bas^2(2E + M)$, the per-layer formula of Korthikanti et
-    al. (2023) (``34 bsh + 5 a s^2 b`` for $E = 2$, $M = 1$). The embeddings add the token and
-    token-type ids ($16\\,bs$), the LayerNorm's input and statistics ($bsh\\,E + 8\\,bs$) and a dropout
-    mask ($bsh\\,M$); the pooler and classifier head add the last hidden state that the pooler reads
-    ($bsh\\,E$), $bh(2E + M)$, and with labels the log-probabilities ($bCE$), the labels ($8b$) and
-    one scalar ($E$).
+    With $I = 4h$ this is $bsh(16E + 2M) + bas^2(2E + M)$, the per-layer formula of Korthikanti et al. (2023)
+    (``34 bsh + 5 a s^2 b`` for $E = 2$, $M = 1$). The embeddings add the token and token-type ids ($16\\,bs$), the
+    LayerNorm's input and statistics ($bsh\\,E + 8\\,bs$) and a dropout mask ($bsh\\,M$); the pooler and classifier
+    head add the last hidden state that the pooler reads ($bsh\\,E$), $bh(2E + M)$, and with labels the
+    log-probabilities ($bCE$), the labels ($8b$) and one scalar ($E$).
 
-    ``config`` needs ``hidden_size``, ``num_attention_heads``, ``num_hidden_layers`` and
-    ``intermediate_size`` (e.g. ``transformers.BertConfig()``); ``dtype`` gives $E$; ``mask_bytes``
-    is $M$, by default $E$ (PyTorch's dropout on the CPU saves its mask in the input's dtype; the fused
-    CUDA dropout saves a bool mask: pass ``1``); ``num_labels`` is $C$ (default ``config.num_labels``);
-    ``with_labels`` says whether the batch carries ``labels`` (the loss is computed in the forward).
-    Exact (to the byte) for ``transformers`` ``BertForSequenceClassification`` in fp32 on the CPU,
-    in training mode with eager or SDPA attention and ``token_type_ids`` in the batch; elsewhere an
-    estimate (fused attention kernels, for example, do not keep the $s^2$ matrices at all).
-    """
+    ``config`` needs ``hidden_size``, ``num_attention_heads``, ``num_hidden_layers`` and ``intermediate_size`` (e.g.
+    ``transformers.BertConfig()``); ``dtype`` gives $E$; ``mask_bytes`` is $M$, by default $E$ (PyTorch's dropout on
+    the CPU saves its mask in the input's dtype; the fused CUDA dropout saves a bool mask: pass ``1``); ``num_labels``
+    is $C$ (default ``config.num_labels``); ``with_labels`` says whether the batch carries ``labels`` (the loss is
+    computed in the forward). Exact (to the byte) for ``transformers`` ``BertForSequenceClassification`` in fp32 on
+    the CPU, in training mode with eager or SDPA attention and ``token_type_ids`` in the batch; elsewhere an estimate
+    (fused attention kernels, for example, do not keep the $s^2$ matrices at all)."""
     b, s = checks.integer("batch_size", batch_size), checks.integer("seq_len", seq_len)
     h, a, layers, ffn = (checks.integer(f"config.{name}", getattr(config, name, None))
                          for name in ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size"))

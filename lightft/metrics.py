@@ -1,10 +1,9 @@
 """Scores from predictions: metrics, comparing two models, calibration (scikit-learn and SciPy).
 
-Chapters: "The fine-tuning project" (metrics each epoch) and "Evaluation" (the rest); the FAQ links
-here. Everything takes class indices (``labels``, ``predictions``: shape ``(n,)``) and class
-probabilities (shape ``(n, k)``), so a fine-tuned model and a baseline are scored the same way.
-Cross-validation, which trains, is :func:`lightft.evaluation.cross_validate`.
-"""
+Chapters: "The fine-tuning project" (metrics each epoch) and "Evaluation" (the rest); the FAQ links here. Everything
+takes class indices (``labels``, ``predictions``: shape ``(n,)``) and class probabilities (shape ``(n, k)``), so a
+fine-tuned model and a baseline are scored the same way. Cross-validation, which trains, is
+:func:`lightft.evaluation.cross_validate`."""
 
 from __future__ import annotations
 
@@ -67,10 +66,9 @@ def classification_metrics(labels: Sequence[int], predictions: Sequence[int],
                            num_labels: int | None = None) -> dict[str, float]:
     """Accuracy, precision, recall, F1 of ``predictions`` against ``labels`` (class indices, ``(n,)``).
 
-    Two classes: ``precision``/``recall``/``f1`` are class 1's (the positive class); more: macro
-    averages. ``macro_f1`` (mean of the per-class F1) and ``weighted_f1`` (weighted by class shares
-    in ``labels``) are always there. ``num_labels`` is inferred from the values when omitted.
-    """
+    Two classes: ``precision``/``recall``/``f1`` are class 1's (the positive class); more: macro averages.
+    ``macro_f1`` (mean of the per-class F1) and ``weighted_f1`` (weighted by class shares in ``labels``) are always
+    there. ``num_labels`` is inferred from the values when omitted."""
     y_true, y_pred, k = check_pair(labels, predictions, num_labels)
     return {metric: float(_scorer(metric, k)(y_true, y_pred)) for metric in METRICS}
 
@@ -88,7 +86,6 @@ def plot_confusion_matrix(labels: Sequence[int], predictions: Sequence[int], lab
                           *, normalize: str | None = None, ax=None, title: str | None = None):
     """Draw the confusion matrix (rows true, columns predicted); returns the matplotlib ``Axes``."""
     import matplotlib.pyplot as plt
-
     names = None if label_names is None else list(label_names)
     matrix = confusion_matrix(labels, predictions, None if names is None else len(names), normalize)
     ax = ax or plt.subplots(figsize=(3.2 + 0.5 * len(matrix), 2.8 + 0.5 * len(matrix)))[1]
@@ -101,7 +98,6 @@ def plot_confusion_matrix(labels: Sequence[int], predictions: Sequence[int], lab
 @dataclass(frozen=True)
 class BootstrapResult:
     """A paired bootstrap of ``metric(a) - metric(b)`` on the same test examples."""
-
     metric: str
     difference: float          # observed metric(a) - metric(b)
     low: float                 # the confidence interval of the difference
@@ -127,10 +123,9 @@ def paired_bootstrap(labels: Sequence[int], predictions_a: Sequence[int], predic
                      seed: int = 0, num_labels: int | None = None) -> BootstrapResult:
     """Confidence interval for ``metric(a) - metric(b)`` (a :data:`METRICS` name) on the same ``n`` examples.
 
-    ``scipy.stats.bootstrap(paired=True, method="percentile")`` draws ``resamples`` test sets of ``n``
-    with replacement, the *same* indices for both models (that makes it paired), and takes percentiles
-    of the differences. p-value: twice the share of differences on the far side of zero (at most 1).
-    """
+    ``scipy.stats.bootstrap(paired=True, method="percentile")`` draws ``resamples`` test sets of ``n`` with
+    replacement, the *same* indices for both models (that makes it paired), and takes percentiles of the differences.
+    p-value: twice the share of differences on the far side of zero (at most 1)."""
     y, a, k = check_pair(labels, predictions_a, num_labels, ("labels", "predictions_a"))
     _, b, k_b = check_pair(labels, predictions_b, num_labels, ("labels", "predictions_b"))
     score = _scorer(checks.choice("metric", metric, METRICS), max(k, k_b))
@@ -154,7 +149,6 @@ def paired_bootstrap(labels: Sequence[int], predictions_a: Sequence[int], predic
 @dataclass(frozen=True)
 class McNemarResult:
     """McNemar's test on the examples where exactly one of two models is right."""
-
     only_a_correct: int        # b in the usual notation: a right, b wrong
     only_b_correct: int        # c: a wrong, b right
     statistic: float           # exact: min(b, c); chi-square: (|b - c| - 1)^2 / (b + c)
@@ -171,11 +165,10 @@ def mcnemar(labels: Sequence[int], predictions_a: Sequence[int], predictions_b: 
             exact: bool | None = None) -> McNemarResult:
     """McNemar's test: are models a and b equally accurate on these ``n`` examples?
 
-    Only discordant examples count: ``b`` where only a is right, ``c`` where only b is. If both are
-    equally accurate, ``b ~ Binomial(b + c, 1/2)``: ``exact=True`` is that test (two-sided
-    ``scipy.stats.binomtest``), ``False`` the chi-square ``(|b - c| - 1)^2 / (b + c)`` on 1 degree of
-    freedom, ``None`` exact when ``b + c < 25``. No discordant example: p-value 1.
-    """
+    Only discordant examples count: ``b`` where only a is right, ``c`` where only b is. If both are equally accurate,
+    ``b ~ Binomial(b + c, 1/2)``: ``exact=True`` is that test (two-sided ``scipy.stats.binomtest``), ``False`` the
+    chi-square ``(|b - c| - 1)^2 / (b + c)`` on 1 degree of freedom, ``None`` exact when ``b + c < 25``. No discordant
+    example: p-value 1."""
     y, a, _ = check_pair(labels, predictions_a, None, ("labels", "predictions_a"))
     _, b, _ = check_pair(labels, predictions_b, None, ("labels", "predictions_b"))
     table = np.bincount(2 * (a != y) + (b != y), minlength=4).reshape(2, 2)   # [[both, only a], [only b, none]]
@@ -194,7 +187,6 @@ def mcnemar(labels: Sequence[int], predictions_a: Sequence[int], predictions_b: 
 @dataclass(frozen=True)
 class CalibrationResult:
     """Reliability of the top-class probability, in equal-width confidence bins."""
-
     bin_edges: np.ndarray      # shape (bins + 1,), 0 .. 1
     confidence: np.ndarray     # mean top-class probability per bin, shape (bins,); NaN where empty
     accuracy: np.ndarray       # share correct per bin; NaN where empty
@@ -207,17 +199,15 @@ class CalibrationResult:
 def calibration(labels: Sequence[int], probabilities, bins: int = 10) -> CalibrationResult:
     """Accuracy against confidence (the predicted class's probability) in ``bins`` bins of ``[0, 1]``.
 
-    ``labels`` ``(n,)``; ``probabilities`` ``(n, k)`` rows summing to 1, or ``(n,)`` = P(class 1).
-    A bin holds confidences in ``(lo, hi]`` (the first also 0); per-bin values come from
-    ``sklearn.calibration.calibration_curve`` (NaN for an empty bin, which it leaves out).
-    ECE = ``sum_b (n_b / n) |accuracy_b - confidence_b|``: 0 when 80 % confident answers are 80 % right.
-    """
+    ``labels`` ``(n,)``; ``probabilities`` ``(n, k)`` rows summing to 1, or ``(n,)`` = P(class 1). A bin holds
+    confidences in ``(lo, hi]`` (the first also 0); per-bin values come from ``sklearn.calibration.calibration_curve``
+    (NaN for an empty bin, which it leaves out). ECE = ``sum_b (n_b / n) |accuracy_b - confidence_b|``: 0 when 80 %
+    confident answers are 80 % right."""
     y, bins = as_labels(labels, "labels"), checks.integer("bins", bins)
     p = np.asarray(probabilities, dtype=np.float64)
     p = np.stack([1.0 - p, p], axis=1) if p.ndim == 1 else p
     if y.size == 0 or p.ndim != 2 or p.shape[0] != y.size or p.shape[1] < 2:
-        raise ValueError(f"probabilities must have shape (n, k >= 2), or (n,) = P(class 1), with one row per "
-                         f"label; got {p.shape} rows for {y.size} labels")
+        raise ValueError(f"probabilities must be (n,) or (n, k >= 2), n = {y.size} rows, one per label; got {p.shape}")
     if not (np.all(np.isfinite(p)) and p.min() >= 0 and p.max() <= 1 and np.allclose(p.sum(1), 1, atol=1e-3)):
         raise ValueError("probabilities must be in [0, 1] and each row must sum to 1 (softmax the logits first)")
     if y.max() >= p.shape[1]:
@@ -241,7 +231,6 @@ def plot_reliability(labels: Sequence[int], probabilities, bins: int = 10, *, ax
     """Reliability diagram: accuracy against mean confidence per bin, and the diagonal of perfect
     calibration; returns the matplotlib ``Axes``. Call it twice on one ``ax`` to compare models."""
     import matplotlib.pyplot as plt
-
     result = calibration(labels, probabilities, bins)
     ax = ax or plt.subplots(figsize=(4.2, 4))[1]
     filled = result.counts > 0

@@ -1,10 +1,9 @@
 """Retrieval question answering over the book's own chapters. Chapter: "Applications" (question answering).
 
-:func:`split_book` cuts the chapters into passages; :func:`embed` gives mean-pooled unit vectors as
-all-MiniLM-L6-v2 was trained (written out because the chapter tunes the in-memory encoder in place;
-tested equal to ``SentenceTransformer.encode``); :class:`Retriever` ranks passages by cosine similarity;
-:func:`pseudo_queries` and :func:`contrastive_finetune` tune the encoder without the evaluation questions.
-"""
+:func:`split_book` cuts the chapters into passages; :func:`embed` gives mean-pooled unit vectors as all-MiniLM-L6-v2
+was trained (written out because the chapter tunes the in-memory encoder in place; tested equal to
+``SentenceTransformer.encode``); :class:`Retriever` ranks passages by cosine similarity; :func:`pseudo_queries` and
+:func:`contrastive_finetune` tune the encoder without the evaluation questions."""
 
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ import os
 import random
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -31,7 +29,6 @@ SKIPPED_SECTIONS = ("Exercises",)            # sections that hold questions, not
 @dataclass(frozen=True)
 class Passage:
     """One H2 section: ``id`` is ``"<chapter>#<MyST label>"`` or ``"<chapter>#<slug of the title>"``."""
-
     id: str
     chapter: str
     chapter_title: str
@@ -43,7 +40,6 @@ class Passage:
 @dataclass(frozen=True)
 class Question:
     """A question written for the book, and the id of the passage that answers it."""
-
     question: str
     passage: str
 
@@ -80,8 +76,7 @@ def _prose_lines(lines: list[str]) -> list[str]:
     """Drop code (code cells, fenced code, display math, directive options); keep other directives' prose."""
     out, stack = [], []   # the open fences: (fence char, length, holds code)
     for line in lines:
-        match = _FENCE.match(line)
-        if match:
+        if match := _FENCE.match(line):
             fence, kind, rest = match.group(2), match.group(3) or "", match.group(4).strip()
             if stack and fence[0] == stack[-1][0] and len(fence) >= stack[-1][1] and not (kind or rest):
                 stack.pop()
@@ -116,8 +111,7 @@ def _sections(lines: list[str]) -> tuple[str | None, list[dict]]:
         if _LABEL.match(line.strip()):
             label = _LABEL.match(line.strip()).group(1)
             continue
-        heading = _HEADING.match(line)
-        if heading and len(heading.group(1)) <= 2:
+        if (heading := _HEADING.match(line)) and len(heading.group(1)) <= 2:
             title = _clean_inline(heading.group(2)).strip()
             chapter_title = title if len(heading.group(1)) == 1 else chapter_title
             sections.append({"title": title, "label": label, "lines": []})
@@ -132,9 +126,7 @@ def _sections(lines: list[str]) -> tuple[str | None, list[dict]]:
 def split_chapter(path: str | os.PathLike, *, skip_sections: Sequence[str] = SKIPPED_SECTIONS) -> list[Passage]:
     """Cut one MyST chapter (``.md`` or paired ``.ipynb``) into passages: the text under the H1, then
     each H2 section with its H3 subsections. Code is dropped; sections with no prose are left out."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such chapter file")
+    path = Path(path)  # a missing file: the FileNotFoundError of reading it
     chapter, (chapter_title, sections) = path.stem, _sections(_chapter_lines(path))
     passages, seen = [], set()
     for section in sections:
@@ -176,8 +168,7 @@ def split_book(book_dir: str | os.PathLike | None = None, chapters: Iterable[str
     wanted = set(files) - set(SKIPPED_PAGES) if chapters is None else set(chapters)
     if wanted - set(files):
         raise ValueError(f"no such chapter(s) in {folder}: {sorted(wanted - set(files))}")
-    passages = [p for stem in sorted(wanted) for p in split_chapter(files[stem])]
-    if not passages:
+    if not (passages := [p for stem in sorted(wanted) for p in split_chapter(files[stem])]):
         raise ValueError(f"{folder}: no passages found in {len(wanted)} file(s)")
     return passages
 
@@ -193,10 +184,8 @@ def find_passage(passages: Sequence[Passage], passage_id: str) -> Passage:
 def load_questions(path: str | os.PathLike | None = None) -> list[Question]:
     """The question set written for this book (``lightft/qa_questions.jsonl``), or a JSONL file of your
     own with one ``{"question": ..., "passage": "chapter#section"}`` object per line."""
-    source = str(path or "lightft/qa_questions.jsonl")
-    file = Path(path) if path is not None else resources.files("lightft").joinpath("qa_questions.jsonl")
-    questions = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+    source, questions = Path(path or Path(__file__).with_name("qa_questions.jsonl")), []
+    for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -221,25 +210,27 @@ def mean_pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> 
     return (last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
-def _encode(model: nn.Module, tokenizer, texts: Sequence[str], max_length: int) -> torch.Tensor:
-    """``(len(texts), hidden)`` unit vectors, with gradients where enabled."""
+def _encode(model: nn.Module, tokenizer, texts: Sequence[str], max_length: int, pooling: str = "mean",
+            normalize: bool = True) -> torch.Tensor:
+    """``(len(texts), hidden)`` vectors (unit length with ``normalize``), with gradients where enabled."""
+    device, accepted = next(model.parameters()).device, inspect.signature(model.forward).parameters
     batch = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-    if "token_type_ids" not in inspect.signature(model.forward).parameters:
-        batch.pop("token_type_ids", None)   # DistilBERT has no segment embeddings
-    batch = batch.to(next(model.parameters()).device)
-    hidden = model(**batch).last_hidden_state                                    # (n, seq_len, hidden)
-    return nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]).float(), dim=-1)
+    batch = {k: v.to(device) for k, v in batch.items() if k != "token_type_ids" or k in accepted}  # not DistilBERT
+    hidden = model(**batch).last_hidden_state.float()                            # (n, seq_len, hidden)
+    vectors = hidden[:, 0] if pooling == "cls" else mean_pool(hidden, batch["attention_mask"])
+    return nn.functional.normalize(vectors, dim=-1) if normalize else vectors
 
 
 def embed(model: nn.Module, tokenizer, texts: Sequence[str] | str, *, batch_size: int = 32,
-          max_length: int = 256) -> torch.Tensor:
+          max_length: int = 256, pooling: str = "mean", normalize: bool = True) -> torch.Tensor:
     """Unit-length sentence embeddings ``(n, hidden)`` of a bare encoder (``lightft.load_model(name,
-    num_labels=None)``), in eval mode: mean pooling, then L2 norm, so cosine similarity is a dot product."""
+    num_labels=None)``), in eval mode: mean pooling, then L2 norm, so cosine similarity is a dot product.
+    ``pooling="cls"`` takes the first token's vector instead; ``normalize=False`` skips the norm."""
     texts, was_training = checks.texts("texts", texts), model.training
     model.eval()
     try:
         with torch.inference_mode():
-            return torch.cat([_encode(model, tokenizer, texts[i:i + batch_size], max_length)
+            return torch.cat([_encode(model, tokenizer, texts[i:i + batch_size], max_length, pooling, normalize)
                               for i in range(0, len(texts), batch_size)])
     finally:
         model.train(was_training)
@@ -264,7 +255,6 @@ class Retriever:
     """Passages cut into chunks of at most ``max_words`` words (whole sentences), each embedded with its
     chapter and section title in front; a passage scores as its best chunk. Build with
     ``Retriever.build(model, tokenizer, passages)``; ``search`` and ``rank`` answer questions."""
-
     passages: list[Passage]
     chunks: list[str]
     owner: np.ndarray                      # (n_chunks,) index of each chunk's passage
@@ -305,8 +295,7 @@ class Retriever:
     def rank(self, questions: Sequence[Question]) -> np.ndarray:
         """The 1-based rank of each question's answer passage among all passages, shape ``(n,)``."""
         index = {key: i for i, p in reversed(list(enumerate(self.passages))) for key in (*p.aliases, p.id)}
-        missing = sorted({q.passage for q in questions} - set(index))
-        if missing:
+        if missing := sorted({q.passage for q in questions} - set(index)):
             raise KeyError(f"answer passage(s) not in the retriever: {missing}")
         scores = self.scores([q.question for q in questions])                   # (n, n_passages)
         answer = scores.gather(1, torch.tensor([[index[q.passage]] for q in questions]))
@@ -362,8 +351,7 @@ def contrastive_finetune(model: nn.Module, tokenizer, pairs: Sequence[tuple[str,
     checks.number("temperature", temperature, 0)
     generator, losses = random.Random(seed), []
     torch.manual_seed(seed)
-    frozen = [p for name, p in model.named_parameters()
-              if freeze_embeddings and "embeddings" in name and p.requires_grad]
+    frozen = [p for n, p in model.named_parameters() if freeze_embeddings and "embeddings" in n and p.requires_grad]
     for param in frozen:
         param.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]

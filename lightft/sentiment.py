@@ -9,7 +9,7 @@ import io
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -29,15 +29,13 @@ def _plain_fp32(model: nn.Module) -> nn.Module:
 
 
 class SentimentScorer:
-    """A fine-tuned classifier (eval mode, plain fp32, in place) and its tokenizer: ``score(texts) -> Prediction``.
-
-    Texts are truncated to ``max_length`` tokens; ``precision`` (``"fp32"``/``"int8"``) labels reports."""
+    """A fine-tuned classifier (eval mode, plain fp32, in place) and its tokenizer: ``score(texts) -> Prediction``;
+    texts are truncated to ``max_length`` tokens; ``precision`` (``"fp32"``/``"int8"``) labels reports."""
 
     def __init__(self, model: nn.Module, tokenizer, *, max_length: int = 128, batch_size: int = 32,
                  precision: str = "fp32") -> None:
         checks.instance("model", model, nn.Module, "a torch.nn.Module")
-        if not callable(tokenizer):
-            raise TypeError("tokenizer must be a Hugging Face tokenizer (callable on a list of strings)")
+        checks.instance("tokenizer", tokenizer, Callable, "a Hugging Face tokenizer (callable on a list of strings)")
         self.model, self.tokenizer, self.precision = _plain_fp32(model).eval(), tokenizer, precision
         self.max_length = checks.integer("max_length", max_length)
         self.batch_size = checks.integer("batch_size", batch_size)
@@ -46,7 +44,6 @@ class SentimentScorer:
     def from_pretrained(cls, model_dir: str | Path, **kwargs) -> "SentimentScorer":
         """Load a model saved by :func:`lightft.finetune` (its ``output_dir`` or ``best`` folder)."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
         folder = Path(model_dir)
         folder = check_weights_folder(folder / "best" if (folder / "best" / "config.json").exists() else folder)
         with quiet_transformers():
@@ -91,7 +88,6 @@ def model_size_bytes(model: nn.Module) -> int:
 @dataclass(frozen=True)
 class ScoringSpeed:
     """What :func:`time_scoring` measured, with real texts (tokenization included)."""
-
     precision: str
     single_ms: float             # median latency of one request holding one sentence
     batch_examples_per_s: float  # texts per second when scoring many texts in batches

@@ -1,18 +1,14 @@
-"""Machine translation in miniature: English number words -> Chinese numerals, with a small
-encoder-decoder Transformer trained from scratch. Chapter: "Machine translation in miniature"
-(``book/translation.md``).
+"""Machine translation in miniature: English number words -> Chinese numerals, with a small encoder-decoder
+Transformer trained from scratch. Chapter: "Machine translation in miniature" (``book/translation.md``).
 
-No translation model or parallel corpus installs offline, so the module *generates* its data and
-trains its own model. In nanoGPT's order: the data (:func:`number_to_english`, :func:`number_to_chinese`,
-:func:`make_translation_splits`, :class:`Vocabulary`), the config, the layers (built on
-:mod:`lightft.attention`) and the model (:class:`Translator`), the training loop
-(:func:`train_translator`), greedy decoding (:func:`translate`), the metrics (:func:`exact_match`,
-sacrebleu's :func:`bleu`), and :func:`hub_translate`, a real Marian model where the hub is reachable.
-"""
+No translation model or parallel corpus installs offline, so the module *generates* its data and trains its own model.
+In nanoGPT's order: the data (:func:`number_to_english`, :func:`number_to_chinese`, :func:`make_translation_splits`,
+:class:`Vocabulary`), the config, the layers (built on :mod:`lightft.attention`) and the model (:class:`Translator`),
+the training loop (:func:`train_translator`), greedy decoding (:func:`translate`), the metrics (:func:`exact_match`,
+sacrebleu's :func:`bleu`), and :func:`hub_translate`, a real Marian model where the hub is reachable."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import random
@@ -22,16 +18,11 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import nn
+from torch.utils.benchmark.utils.common import set_torch_threads
 
 from lightft import checks, timing
 from lightft.attention import MultiHeadSelfAttention, causal_mask, padding_mask, scaled_dot_product_attention
 from lightft.hub import HubUnreachableError, hub_reachable
-
-
-def _share(name: str, value: Any) -> float:  # a share in [0, 1)
-    if checks.number(name, value, 0, 1, inclusive=True) == 1:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-    return float(value)
 
 
 # ---------- the two languages ----------------------------------------------------------------------
@@ -78,11 +69,8 @@ def _chinese_below_myriad(n: int, leading: bool) -> str:
         if digit == 0:
             pending_zero = bool(out)  # a zero matters only between non-zero digits
             continue
-        out += "零" if pending_zero else ""
-        pending_zero = False
-        if not (unit == "十" and digit == 1 and leading and not out):
-            out += _DIGITS[digit]
-        out += unit
+        skip_one = unit == "十" and digit == 1 and leading and not out  # 十五, not 一十五
+        out, pending_zero = out + "零" * pending_zero + ("" if skip_one else _DIGITS[digit]) + unit, False
     return out
 
 
@@ -93,10 +81,8 @@ def number_to_chinese(n: int) -> str:
         return "零"
     high, low = divmod(n, 10_000)
     out = _chinese_below_myriad(high, leading=True) + "万" if high else ""
-    if low:
-        if high and low < 1000:  # a gap before the low group: 一万零五, 十万零一百
-            out += "零"
-        out += _chinese_below_myriad(low, leading=not high)
+    if low:  # 零 marks a gap before the low group: 一万零五, 十万零一百
+        out += "零" * bool(high and low < 1000) + _chinese_below_myriad(low, leading=not high)
     return out
 
 
@@ -117,22 +103,19 @@ def make_translation_splits(train: int = 6000, validation: int = 500, test: int 
                             zero_probability: float = 1 / 3, seed: int = 0) -> dict[str, list[TranslationPair]]:
     """``{"train", "validation", "test"}`` lists of :class:`TranslationPair` of *distinct* numbers.
 
-    Each number: a digit count uniform from 1 to ``max_digits`` (else nine in ten numbers would have the
-    most digits), a first digit 1-9, every further digit 0 with probability ``zero_probability`` (zeros
-    are where the languages differ most: Chinese writes 零 for a gap, English nothing), else 1-9.
-    Numbers already drawn are redrawn: no test number is seen in training.
-    """
-    sizes = {"train": train, "validation": validation, "test": test}
-    for name, size in sizes.items():
-        checks.integer(name, size, 0)
+    Each number: a digit count uniform from 1 to ``max_digits`` (else nine in ten numbers would have the most digits),
+    a first digit 1-9, every further digit 0 with probability ``zero_probability`` (zeros are where the languages
+    differ most: Chinese writes 零 for a gap, English nothing), else 1-9. Numbers already drawn are redrawn: no test
+    number is seen in training."""
+    sizes = dict(train=train, validation=validation, test=test)
+    sizes = {name: checks.integer(name, size, 0) for name, size in sizes.items()}
     if checks.integer("max_digits", max_digits) > 8:
         raise ValueError(f"max_digits must be an integer from 1 to 8 (numbers up to {MAX_NUMBER:,}), got {max_digits}")
-    _share("zero_probability", zero_probability)
-    total = sum(sizes.values())
-    possible = 9 * sum((10 if zero_probability > 0 else 9) ** (d - 1) for d in range(1, max_digits + 1))
+    checks.number("zero_probability", zero_probability, 0, 1, inclusive=True)
+    total, base = sum(sizes.values()), 1 if zero_probability == 1 else 10 if zero_probability > 0 else 9
+    possible = 9 * sum(base ** (d - 1) for d in range(1, max_digits + 1))  # distinct numbers of 1..max_digits digits
     if total > possible // 2:
-        raise ValueError(f"{total:,} distinct numbers asked for, but numbers of at most {max_digits} digits allow "
-                         f"only {possible:,}; ask for fewer than half of them, or raise max_digits")
+        raise ValueError(f"{total:,} distinct numbers asked for; {max_digits} digits allow {possible // 2:,} at most")
     rng, numbers = random.Random(seed), {}  # a dict: distinct numbers in the order drawn
     while len(numbers) < total:
         digits, value = rng.randint(1, max_digits), rng.randint(1, 9)
@@ -161,10 +144,9 @@ class Vocabulary:
 
     def encode(self, tokens: Sequence[str], *, bos: bool = False, eos: bool = True) -> list[int]:
         """Token list -> ids, optionally framed by ``<s>`` and ``</s>``."""
-        for token in tokens:
-            if self.stoi.get(token, 0) < len(self.SPECIALS):
-                accepted = " ".join(self.itos[len(self.SPECIALS):])
-                raise ValueError(f"unknown {self.name} token {token!r}; accepted: {accepted}")
+        if unknown := [t for t in tokens if self.stoi.get(t, 0) < len(self.SPECIALS)]:
+            accepted = " ".join(self.itos[len(self.SPECIALS):])
+            raise ValueError(f"unknown {self.name} token {unknown[0]!r}; accepted: {accepted}")
         return [self.BOS] * bos + [self.stoi[t] for t in tokens] + [self.EOS] * eos
 
     def decode(self, ids: Sequence[int]) -> list[str]:
@@ -178,9 +160,8 @@ SOURCE_VOCAB = Vocabulary(ENGLISH_WORDS, "English")
 TARGET_VOCAB = Vocabulary(CHINESE_CHARACTERS, "Chinese")
 
 
-def _pad(rows: Sequence[Sequence[int]]) -> torch.Tensor:  # ragged id lists -> (batch, longest), 0-padded
-    width = max(len(r) for r in rows)
-    return torch.tensor([list(r) + [Vocabulary.PAD] * (width - len(r)) for r in rows], dtype=torch.long)
+def _pad(rows: Sequence[Sequence[int]]) -> torch.Tensor:  # ragged id lists -> (batch, longest), 0 (<pad>)-padded
+    return nn.utils.rnn.pad_sequence([torch.tensor(r, dtype=torch.long) for r in rows], batch_first=True)
 
 
 # ---------- the model: config, layers, Translator --------------------------------------------------
@@ -200,7 +181,7 @@ class TranslatorConfig:
             checks.integer(f"TranslatorConfig.{name}", getattr(self, name))
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
-        _share("dropout", self.dropout)
+        checks.number("dropout", self.dropout, 0, 1, inclusive=True)
 
 
 TRANSLATOR_CONFIGS: dict[str, TranslatorConfig] = {  # the chapter's two sizes, by name for train_translator
@@ -258,7 +239,6 @@ class Translator(nn.Module):
         super().__init__()
         c = self.config = checks.instance("config", config or TranslatorConfig(), TranslatorConfig,
                                           "a TranslatorConfig")
-        self.source_vocab, self.target_vocab = SOURCE_VOCAB, TARGET_VOCAB
         self.source_embedding = nn.Embedding(len(SOURCE_VOCAB), c.d_model, padding_idx=Vocabulary.PAD)
         self.target_embedding = nn.Embedding(len(TARGET_VOCAB), c.d_model, padding_idx=Vocabulary.PAD)
         self.source_positions = nn.Embedding(c.max_length, c.d_model)
@@ -304,14 +284,8 @@ class Translator(nn.Module):
 
 
 # ---------- training (teacher forcing) -------------------------------------------------------------
-@contextlib.contextmanager
-def _threads(threads: int | None):  # torch's CPU threads in the block (None: as they are)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(previous if threads is None else checks.integer("threads", threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+def _threads(threads: int | None):  # torch's CPU threads in a ``with`` block (None: as they are), restored after
+    return set_torch_threads(torch.get_num_threads() if threads is None else checks.integer("threads", threads))
 
 
 def _pairs(pairs: Any) -> list[tuple[str, str]]:  # TranslationPairs or (english, chinese) -> (english, chinese)
@@ -356,11 +330,10 @@ def train_translator(pairs: Sequence[TranslationPair] | Sequence[tuple[str, str]
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("log_every", log_every)):
         checks.integer(name, value)
     checks.number("learning_rate", learning_rate, 0)
-    _share("warmup", warmup)
+    checks.number("warmup", warmup, 0, 1, inclusive=True)
     sources = [SOURCE_VOCAB.encode(english_tokens(e)) for e, _ in data]  # words ... </s>
     targets = [TARGET_VOCAB.encode(list(z), bos=True) for _, z in data]  # <s> characters ... </s>
-    longest = max(max(map(len, sources)), max(map(len, targets)) - 1)
-    if longest > config.max_length:
+    if (longest := max(max(map(len, sources)), max(map(len, targets)) - 1)) > config.max_length:
         raise ValueError(f"an example is {longest} tokens long, more than the model's max_length={config.max_length}")
     settings = {"config": config, "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                 "warmup": warmup, "label_smoothing": label_smoothing, "weight_decay": weight_decay, "seed": seed,
@@ -485,7 +458,6 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str], *, tokenize: str 
     """Corpus BLEU (Papineni et al., 2002) from sacrebleu (Post, 2018), 0-100. ``tokenize="zh"`` makes
     every Chinese character a token (character n-grams); use ``"13a"`` for English output."""
     import sacrebleu
-
     hyps, refs = _scored(hypotheses, references)
     return float(sacrebleu.corpus_bleu(hyps, [refs], tokenize=tokenize).score)
 
@@ -493,11 +465,10 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str], *, tokenize: str 
 def evaluate_translator(model: Translator | TrainedTranslator,
                         pairs: Sequence[TranslationPair] | Sequence[tuple[str, str]]) -> dict[str, Any]:
     """Translate a split and score it: ``{"exact_match", "bleu", "examples", "seconds", "translations"}``."""
-    data = _pairs(pairs)
+    english, refs = map(list, zip(*_pairs(pairs)))
     hyps: list[str] = []
-    seconds = timing.time_calls(lambda: hyps.extend(translate(model, [e for e, _ in data])), repeats=1, warmup=0)[0]
-    refs = [z for _, z in data]
-    return {"exact_match": exact_match(hyps, refs), "bleu": bleu(hyps, refs), "examples": len(data),
+    seconds = timing.time_calls(lambda: hyps.extend(translate(model, english)), repeats=1, warmup=0)[0]
+    return {"exact_match": exact_match(hyps, refs), "bleu": bleu(hyps, refs), "examples": len(refs),
             "seconds": seconds, "translations": hyps}
 
 
@@ -513,16 +484,12 @@ def hub_translate(texts: Sequence[str], model_name: str = "Helsinki-NLP/opus-mt-
     :class:`lightft.HubUnreachableError` where the hub cannot be reached (no network, HF_HUB_OFFLINE=1)."""
     texts = _sentences("texts", texts)
     if not hub_reachable():
-        raise HubUnreachableError(f"{model_name!r} must be downloaded from the Hugging Face hub, which cannot be "
-                                  "reached here (no network, or HF_HUB_OFFLINE=1); the chapter's model runs offline")
+        raise HubUnreachableError(f"{model_name!r} is on the Hugging Face hub, which cannot be reached here")
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(model_name, revision=revision)
     model = AutoModelForSeq2SeqLM.from_pretrained(model_name, revision=revision, use_safetensors=True).eval()
     prefix, out = f"{target_token} " if target_token else "", []
-    with torch.no_grad():
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer([prefix + t for t in texts[start:start + batch_size]], return_tensors="pt", padding=True)
-            generated = model.generate(**batch, max_new_tokens=max_new_tokens)
-            out += tokenizer.batch_decode(generated, skip_special_tokens=True)
+    for start in range(0, len(texts), batch_size):  # (generate() itself runs without gradients)
+        batch = tokenizer([prefix + t for t in texts[start:start + batch_size]], return_tensors="pt", padding=True)
+        out += tokenizer.batch_decode(model.generate(**batch, max_new_tokens=max_new_tokens), skip_special_tokens=True)
     return out
