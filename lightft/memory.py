@@ -192,21 +192,22 @@ def bert_activation_estimate(config: Any, batch_size: int, seq_len: int, *, dtyp
                              with_labels: bool = True) -> int:
     """Predicted activation bytes of one training forward pass of a BERT sequence classifier.
 
-    With batch size $b$, sequence length $s$, hidden size $h$, $a$ heads, FFN width $I$, $L$ layers,
-    $E$ bytes per activation and $M$ bytes per dropout-mask element, every encoder layer saves
+    In the book's notation (background chapter): batch size $b$, sequence length $L$, hidden size $d$, $h$ heads,
+    FFN width $d_\\text{ff}$, $n_\\text{layers}$ layers, $E$ bytes per activation and $M$ bytes per dropout-mask
+    element. Every encoder layer saves
 
-    * $bs\\,(8h + 2I)\\,E$: its input (read by the Q/K/V projections), Q, K, V, the attention context,
-      the input and output of the first LayerNorm, the second LayerNorm's input (8 tensors of $bsh$),
-      and the GELU's input and output ($2 \\times bsI$);
-    * $2\\,bsh\\,M$: two dropout masks (after attention and after the FFN);
-    * $b a s^2 (2E + M)$: the softmax output, its dropout mask and the dropped-out probabilities;
-    * $16\\,bs$: the mean and inverse standard deviation of two LayerNorms (fp32).
+    * $bL\\,(8d + 2d_\\text{ff})\\,E$: its input (read by the Q/K/V projections), Q, K, V, the attention context,
+      the input and output of the first LayerNorm, the second LayerNorm's input (8 tensors of $bLd$),
+      and the GELU's input and output ($2 \\times bLd_\\text{ff}$);
+    * $2\\,bLd\\,M$: two dropout masks (after attention and after the FFN);
+    * $bhL^2 (2E + M)$: the softmax output, its dropout mask and the dropped-out probabilities;
+    * $16\\,bL$: the mean and inverse standard deviation of two LayerNorms (fp32).
 
-    With $I = 4h$ this is $bsh(16E + 2M) + bas^2(2E + M)$, the per-layer formula of Korthikanti et al. (2023)
-    (``34 bsh + 5 a s^2 b`` for $E = 2$, $M = 1$). The embeddings add the token and token-type ids ($16\\,bs$), the
-    LayerNorm's input and statistics ($bsh\\,E + 8\\,bs$) and a dropout mask ($bsh\\,M$); the pooler and classifier
-    head add the last hidden state that the pooler reads ($bsh\\,E$), $bh(2E + M)$, and with labels the
-    log-probabilities ($bCE$), the labels ($8b$) and one scalar ($E$).
+    With $d_\\text{ff} = 4d$ this is $bLd(16E + 2M) + bhL^2(2E + M)$, the per-layer formula of Korthikanti et al.
+    (2023) (``34 sbh + 5 a s^2 b`` in their notation, $s, h, a$ for our $L, d, h$, with $E = 2$, $M = 1$). The
+    embeddings add the token and token-type ids ($16\\,bL$), the LayerNorm's input and statistics ($bLd\\,E + 8\\,bL$)
+    and a dropout mask ($bLd\\,M$); the pooler and classifier head add the last hidden state that the pooler reads
+    ($bLd\\,E$), $bd(2E + M)$, and with labels the log-probabilities ($bCE$), the labels ($8b$) and one scalar ($E$).
 
     ``config`` needs ``hidden_size``, ``num_attention_heads``, ``num_hidden_layers`` and ``intermediate_size`` (e.g.
     ``transformers.BertConfig()``); ``dtype`` gives $E$; ``mask_bytes`` is $M$, by default $E$ (PyTorch's dropout on
@@ -214,7 +215,7 @@ def bert_activation_estimate(config: Any, batch_size: int, seq_len: int, *, dtyp
     is $C$ (default ``config.num_labels``); ``with_labels`` says whether the batch carries ``labels`` (the loss is
     computed in the forward). Exact (to the byte) for ``transformers`` ``BertForSequenceClassification`` in fp32 on
     the CPU, in training mode with eager or SDPA attention and ``token_type_ids`` in the batch; elsewhere an estimate
-    (fused attention kernels, for example, do not keep the $s^2$ matrices at all)."""
+    (fused attention kernels, for example, do not keep the $L^2$ matrices at all)."""
     b, s = checks.integer("batch_size", batch_size), checks.integer("seq_len", seq_len)
     h, a, layers, ffn = (checks.integer(f"config.{name}", getattr(config, name, None))
                          for name in ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size"))
