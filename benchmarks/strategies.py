@@ -10,8 +10,10 @@ Run from the repository root (offline is fine: the model and data are embedded):
 What it measures (:func:`benchmark_strategies`): this machine's peak matmul FLOP/s in fp32 and in the
 low precision (bf16, or fp16 on a GPU without bf16); the headline comparison, the usual recipe
 (``lightft.strategies.USUAL_RECIPE``: pad to 128, fp32, batch 16, 3 epochs, lr 5e-5) against the
-lightweight recipe (``LIGHTWEIGHT_RECIPE``: dynamic padding, bf16/fp16 autocast, max length 64, lr 1e-4):
-test accuracy, training wall time, speed-up, throughput and MFU; and the training or inference
+lightweight recipe (``LIGHTWEIGHT_RECIPE``: dynamic padding, max length 64, length-grouped batches, frozen word embeddings,
+bf16/fp16 autocast where the hardware has it):
+test accuracy, training wall time, speed-up, throughput and MFU, over 3 seeds at one learning rate
+(``--seeds``, ``--learning-rate``); and the training or inference
 throughput and memory of each strategy (padding, precision, length grouping, gradient accumulation and
 checkpointing, freezing, BitFit, LoRA, int8 quantization on a CPU, a 3-layer student). On a GPU
 everything runs there. ``--help`` lists the options; bad input prints one line and exits with status 2.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from typing import Any
 
@@ -31,22 +34,33 @@ from lightft import checks, measure, strategies
 
 
 def _headline(model: str, dataset, peak: dict[str, float], low: str, *, train_limit: int, eval_limit: int,
-              seed: int) -> dict[str, Any]:
-    """The usual against the lightweight recipe: test accuracy, train time, throughput, MFU, memory."""
+              seeds: int, learning_rate: float | None) -> dict[str, Any]:
+    """The usual against the lightweight recipe at one learning rate, ``seeds`` seeds each (0, 1, ...): per
+    seed and mean/std of test accuracy, train time, throughput, MFU, memory; the speed-up of the means."""
     recipes = {"usual": dict(strategies.USUAL_RECIPE),
                "lightweight": {**strategies.LIGHTWEIGHT_RECIPE, "precision": low}}
-    rows: dict[str, Any] = {}
-    for name, recipe in recipes.items():
-        run = measure.measure_accuracy(model, dataset, train_limit=train_limit, eval_limit=eval_limit, seed=seed,
-                                       **recipe)
-        flops = measure.training_flops_per_token(run.pop("model"), recipe["max_length"])
-        mfu = measure.model_flops_utilisation(run["tokens_per_s"], flops, peak[recipe["precision"]])
-        rows[name] = {"test_accuracy": round(run["accuracy"], 4), "train_seconds": round(run["train_seconds"], 2),
-                      "examples_per_s": round(run["examples_per_s"], 2), "tokens_per_s": round(run["tokens_per_s"], 1),
-                      "mfu": round(mfu, 4), "peak_memory_mib": round(run["peak_memory_bytes"] / 2**20, 1), **recipe}
+    for recipe in recipes.values():   # the same rate for both (default: the usual recipe's, the Trainer default)
+        recipe["learning_rate"] = learning_rate or strategies.USUAL_RECIPE["learning_rate"]
+    rows: dict[str, Any] = {name: {**recipe, "runs": []} for name, recipe in recipes.items()}
+    for seed in range(seeds):
+        for name, recipe in recipes.items():
+            run = measure.measure_accuracy(model, dataset, train_limit=train_limit, eval_limit=eval_limit, seed=seed,
+                                           **recipe)
+            flops = measure.training_flops_per_token(run.pop("model"), recipe["max_length"])
+            mfu = measure.model_flops_utilisation(run["tokens_per_s"], flops, peak[recipe["precision"]])
+            rows[name]["runs"].append({
+                "seed": seed, "test_accuracy": round(run["accuracy"], 4), "train_seconds": round(run["train_seconds"], 2),
+                "examples_per_s": round(run["examples_per_s"], 2), "tokens_per_s": round(run["tokens_per_s"], 1),
+                "mfu": round(mfu, 4), "peak_memory_mib": round(run["peak_memory_bytes"] / 2**20, 1)})
+    for name in recipes:
+        for key in ("test_accuracy", "train_seconds", "examples_per_s", "tokens_per_s", "mfu", "peak_memory_mib"):
+            values = [r[key] for r in rows[name]["runs"]]
+            rows[name][key] = round(statistics.fmean(values), 4)
+            rows[name][f"{key}_std"] = round(statistics.stdev(values), 4) if len(values) > 1 else None
     rows["speedup"] = round(rows["usual"]["train_seconds"] / rows["lightweight"]["train_seconds"], 2)
-    gap = rows["lightweight"]["test_accuracy"] - rows["usual"]["test_accuracy"]
-    rows["accuracy_gap_points"] = round(100 * gap, 2)
+    rows["speedup_per_seed"] = [round(u["train_seconds"] / w["train_seconds"], 2)
+                                for u, w in zip(rows["usual"]["runs"], rows["lightweight"]["runs"])]
+    rows["accuracy_gap_points"] = round(100 * (rows["lightweight"]["test_accuracy"] - rows["usual"]["test_accuracy"]), 2)
     return rows
 
 
@@ -92,16 +106,20 @@ def _strategy_rows(fresh, tokenizer, texts, labels, peak: dict[str, float], low:
 
 
 def benchmark_strategies(model: str = "minilm-l6", data: str = "rotten_tomatoes", *, train_limit: int = 480,
-                         eval_limit: int = 500, steps: int = 3, seed: int = 0, headline: bool = True) -> dict[str, Any]:
+                         eval_limit: int = 500, steps: int = 3, seed: int = 0, headline: bool = True, seeds: int = 3,
+                         learning_rate: float | None = None) -> dict[str, Any]:
     """Rerun the strategies chapter's measurements: the headline comparison and per-strategy throughput.
 
     The usual and the lightweight recipe are fine-tuned on ``train_limit`` examples and tested on
-    ``eval_limit`` (skipped with ``headline=False``); each strategy's throughput is measured over ``steps``
+    ``eval_limit``, ``seeds`` times each at one ``learning_rate`` (default: the usual recipe's, which is
+    the ``Trainer`` default; skipped with ``headline=False``); each strategy's throughput is measured over ``steps``
     warmed-up steps of batch 16 on real training sentences, on a GPU when there is one. Returns a
     JSON-friendly dict: ``hardware``, ``peak_gflops``, ``headline`` and ``strategies`` (rows).
     """
-    for name, value in (("train_limit", train_limit), ("eval_limit", eval_limit), ("steps", steps)):
+    for name, value in (("train_limit", train_limit), ("eval_limit", eval_limit), ("steps", steps), ("seeds", seeds)):
         checks.integer(name, value)
+    if learning_rate is not None:
+        checks.number("learning_rate", learning_rate, 0, 1)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     low = lightft.resolve_precision("auto")[0]
     size = 2048 if device == "cuda" else 1024
@@ -110,11 +128,11 @@ def benchmark_strategies(model: str = "minilm-l6", data: str = "rotten_tomatoes"
     texts = dataset["train"]["text"][:max(train_limit, 16 * (steps + 1))]
     labels = dataset["train"]["label"][:len(texts)]
     out: dict[str, Any] = {"hardware": lightft.hardware_summary(), "device": device, "model": model, "data": data,
-                           "train_limit": train_limit, "eval_limit": eval_limit, "low_precision": low,
+                           "train_limit": train_limit, "eval_limit": eval_limit, "seeds": seeds, "low_precision": low,
                            "peak_gflops": {k: round(v / 1e9, 1) for k, v in peak.items()}}
     if headline:
         out["headline"] = _headline(model, dataset, peak, low, train_limit=train_limit, eval_limit=eval_limit,
-                                    seed=seed)
+                                    seeds=seeds, learning_rate=learning_rate)
     out["strategies"] = _strategy_rows(lambda: lightft.load_model(model, seed=seed).to(device), tokenizer,
                                        texts, labels, peak, low, steps=steps, seed=seed)
     return out
@@ -126,12 +144,14 @@ def format_benchmark(result: dict[str, Any]) -> str:
              "peak matmul: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in result["peak_gflops"].items())]
     if "headline" in result:
         h = result["headline"]
-        lines.append(f"headline ({result['train_limit']} training / {result['eval_limit']} test examples):")
-        lines.append(f"  {'recipe':12s} {'test acc':>8s} {'train s':>8s} {'ex/s':>7s} {'tok/s':>8s} {'MFU':>6s}")
+        lines.append(f"headline ({result['train_limit']} training / {result['eval_limit']} test examples, mean of "
+                     f"{result['seeds']} seed(s), lr {h['usual']['learning_rate']:g} for both):")
+        lines.append(f"  {'recipe':12s} {'test acc':>8s} {'+-':>6s} {'train s':>8s} {'ex/s':>7s} {'tok/s':>8s} {'MFU':>6s}")
         for name in ("usual", "lightweight"):
             r = h[name]
-            lines.append(f"  {name:12s} {r['test_accuracy']:8.3f} {r['train_seconds']:8.1f} {r['examples_per_s']:7.1f} "
-                         f"{r['tokens_per_s']:8.0f} {r['mfu']:6.1%}")
+            std = f"{r['test_accuracy_std']:6.3f}" if r.get("test_accuracy_std") is not None else "     -"
+            lines.append(f"  {name:12s} {r['test_accuracy']:8.3f} {std} {r['train_seconds']:8.1f} "
+                         f"{r['examples_per_s']:7.1f} {r['tokens_per_s']:8.0f} {r['mfu']:6.1%}")
         lines.append(f"  speed-up {h['speedup']:.1f}x, accuracy difference {h['accuracy_gap_points']:+.1f} points")
     lines.append(f"  {'strategy':36s} {'mode':9s} {'prec':4s} {'ex/s':>7s} {'tok/s':>8s} {'mem MiB':>8s} {'MFU':>6s}")
     for r in result["strategies"]:
@@ -155,7 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-limit", type=int, default=480, help="training examples of the headline fine-tunes")
     parser.add_argument("--eval-limit", type=int, default=500, help="test examples of the headline fine-tunes")
     parser.add_argument("--steps", type=int, default=3, help="timed optimizer steps per throughput measurement")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the throughput measurements")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 of each headline recipe (default 3)")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="one learning rate for both headline recipes (default: the Trainer default, 5e-05)")
     parser.add_argument("--skip-headline", action="store_true", help="throughput only, no fine-tunes")
     return parser
 
@@ -168,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--model and --data must not be empty")
         result = benchmark_strategies(args.model, args.data, train_limit=args.train_limit,
                                       eval_limit=args.eval_limit, steps=args.steps, seed=args.seed,
-                                      headline=not args.skip_headline)
+                                      headline=not args.skip_headline, seeds=args.seeds,
+                                      learning_rate=args.learning_rate)
     except (ValueError, TypeError, OSError, ModuleNotFoundError) as err:
         print(f"benchmarks/strategies.py: error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
         return 2

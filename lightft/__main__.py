@@ -84,22 +84,31 @@ def _encoder_commands(sub) -> None:
 
 
 def _bench_command(sub) -> None:
-    be = sub.add_parser("bench", help="rerun a chapter's measurements (--suite finetune|strategies) and print JSON",
+    be = sub.add_parser("bench", help="rerun a chapter's measurements (--suite finetune|strategies|inference|llm|distributed)",
                         description="--suite finetune (default): fine-tune MiniLM-L6 on Rotten Tomatoes as in the "
                                     "fine-tuning chapter (2 epochs, max length 64, batch 16, lr 5e-5, dynamic padding, "
                                     "auto precision) in a temporary folder, and print one JSON line: test accuracy and "
                                     "F1, training wall time, examples/s, tokens/s, peak memory, precision and hardware. "
                                     "--suite strategies: the strategies chapter's headline comparison (usual vs "
-                                    "lightweight recipe, at --train-limit/--eval-limit, default 480/500) and each "
+                                    "lightweight recipe at one --learning-rate, --seeds seeds each, at "
+                                    "--train-limit/--eval-limit, default 480/500) and each "
                                     "strategy's throughput, printed as a table followed by one JSON line; on a GPU "
-                                    "when one is available. --epochs, --max-length, --batch-size, --learning-rate, "
+                                    "when one is available. --suite inference: torch fp32 / int8 against ONNX Runtime "
+                                    "fp32 / int8 on --eval-limit test sentences (default 256, --max-length), a table "
+                                    "and one JSON line. --suite llm: the LLM part's cost figures (SFT tokens/s and MFU "
+                                    "for LoRA, QLoRA and full fine-tuning at --steps timed steps, generation with and "
+                                    "without the KV cache) on the embedded SmolLM2-135M-Instruct. --suite distributed: "
+                                    "the same fine-tune in one process and under torchrun with 2 processes (DDP, gloo), "
+                                    "at --train-limit/--eval-limit (default 240/200) and --epochs. --batch-size, "
                                     "--precision and --padding apply to the finetune suite only.")
-    be.add_argument("--suite", choices=["finetune", "strategies"], default="finetune",
+    be.add_argument("--suite", choices=["finetune", "strategies", "inference", "llm", "distributed"], default="finetune",
                     help="which chapter's measurements to rerun (default: finetune)")
     be.add_argument("--steps", type=_positive_int, default=3,
                     help="strategies suite: timed optimizer steps per throughput measurement")
     be.add_argument("--skip-headline", action="store_true",
                     help="strategies suite: throughput only, no fine-tunes")
+    be.add_argument("--seeds", type=_positive_int, default=3,
+                    help="strategies suite: seeds of each headline recipe (both at --learning-rate)")
     be.add_argument("--model", default="minilm-l6", help="'minilm-l6' (embedded), a saved model folder, or a hub name")
     be.add_argument("--data", default="rotten_tomatoes", help="a dataset name or a .csv/.jsonl file with text,label")
     _training_options(be, max_length=64)
@@ -168,6 +177,8 @@ def run_benchmark(model: str = "minilm-l6", data: str = "rotten_tomatoes", *, tr
 
 
 def _finetune(args) -> int:
+    from accelerate import PartialState
+
     from lightft.train import finetune
 
     output = Path(args.output)
@@ -183,10 +194,11 @@ def _finetune(args) -> int:
         output_dir=output, overwrite=args.overwrite, resume=args.resume, train_limit=args.train_limit,
         eval_limit=args.eval_limit, quiet=args.quiet, checkpoint_every=args.checkpoint_every,
     )
-    print(json.dumps({"test": result.metrics, "train_seconds": round(result.train_seconds, 2),
-                      "examples_per_second": round(result.examples_per_second, 2),
-                      "precision": result.precision, "steps": result.steps,
-                      "model": str(Path(result.output_dir) / "best")}))
+    if PartialState().is_main_process:  # under torchrun / accelerate launch: one line, from rank 0
+        print(json.dumps({"test": result.metrics, "train_seconds": round(result.train_seconds, 2),
+                          "examples_per_second": round(result.examples_per_second, 2),
+                          "precision": result.precision, "steps": result.steps,
+                          "model": str(Path(result.output_dir) / "best")}))
     return 0
 
 
@@ -202,15 +214,30 @@ def _predict(args) -> int:
 def _bench(args) -> int:
     if not args.model or not args.data:
         raise ValueError("--model and --data must not be empty")
-    if args.suite == "strategies":  # a chapter runner: a script of the repository, not part of the package
-        script = Path(__file__).resolve().parents[1] / "benchmarks" / "strategies.py"
+    if args.suite != "finetune":  # a chapter runner: a script of the repository, not part of the package
+        script = Path(__file__).resolve().parents[1] / "benchmarks" / f"{args.suite}.py"
         if not script.is_file():
-            raise FileNotFoundError("--suite strategies runs benchmarks/strategies.py of the lightft repository; "
+            raise FileNotFoundError(f"--suite {args.suite} runs benchmarks/{args.suite}.py of the lightft repository; "
                                     "run it from a checkout (git clone), not from an installed package")
         import runpy
 
+        if args.suite == "inference":
+            return runpy.run_path(str(script))["main"](
+                ["--model", args.model, "--data", args.data, "--limit", str(args.eval_limit or 256),
+                 "--max-length", str(args.max_length), "--seed", str(args.seed)])
+        if args.suite == "llm":  # the LLM is its own model: --model only when it names something else
+            model = [] if args.model == "minilm-l6" else ["--model", args.model]
+            return runpy.run_path(str(script))["main"](model + ["--steps", str(args.steps)])
+        if args.suite == "distributed":
+            return runpy.run_path(str(script))["main"](
+                ["--model", args.model, "--data", args.data, "--train-limit", str(args.train_limit or 240),
+                 "--eval-limit", str(args.eval_limit or 200), "--epochs", str(args.epochs),
+                 "--max-length", str(args.max_length), "--learning-rate", str(args.learning_rate),
+                 "--seed", str(args.seed)])
+
         argv = ["--model", args.model, "--data", args.data, "--train-limit", str(args.train_limit or 480),
-                "--eval-limit", str(args.eval_limit or 500), "--steps", str(args.steps), "--seed", str(args.seed)]
+                "--eval-limit", str(args.eval_limit or 500), "--steps", str(args.steps), "--seed", str(args.seed),
+                "--seeds", str(args.seeds), "--learning-rate", str(args.learning_rate)]
         return runpy.run_path(str(script))["main"](argv + ["--skip-headline"] * args.skip_headline)
     print(json.dumps(run_benchmark(
         args.model, args.data, train_limit=args.train_limit, eval_limit=args.eval_limit, epochs=args.epochs,

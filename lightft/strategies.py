@@ -8,7 +8,9 @@ parameters train (:func:`freeze_encoder`, :func:`bitfit`, :func:`apply_lora`), m
 from __future__ import annotations
 
 import copy
+import importlib.util
 import io
+import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -21,19 +23,22 @@ from torch import nn
 from lightft import checks
 from lightft.models import quiet_transformers
 
-#: The source article's listing: every text padded to 128 tokens, fp32, batch 16, 3 epochs, lr 5e-5
-#: (10 % warm-up instead of the listing's 500 steps, which a small budget would never finish).
+#: The source article's listing: every text padded to 128 tokens, fp32, batch 16, 3 epochs, the Trainer's
+#: default lr 5e-5 (10 % warm-up instead of the listing's 500 steps, which a small budget would never finish).
 USUAL_RECIPE: dict[str, Any] = dict(max_length=128, padding="max_length", precision="fp32", batch_size=16,
                                     epochs=3, learning_rate=5e-5)
-#: What the strategies chapter recommends for the same model and data: dynamic padding, at most 64
-#: tokens, low-precision autocast where the hardware has it ("auto": bf16 on a CPU or GPU with bf16,
-#: fp16 with a scaler on an older GPU, else fp32), a larger learning rate; the same batch and epochs.
-LIGHTWEIGHT_RECIPE: dict[str, Any] = dict(max_length=64, padding="dynamic", precision="auto", batch_size=16,
+#: What the strategies chapter recommends for the same model and data: dynamic padding, at most 64 tokens,
+#: batches grouped by length, frozen word embeddings, low-precision autocast where the hardware has it
+#: ("auto": bf16 on a CPU or GPU with bf16, fp16 with a scaler on an older GPU, else fp32), a larger
+#: learning rate for small budgets; the same batch and epochs.
+LIGHTWEIGHT_RECIPE: dict[str, Any] = dict(max_length=64, padding="dynamic", group_by_length=True,
+                                          freeze_embeddings=True, precision="auto", batch_size=16,
                                           epochs=3, learning_rate=1e-4)
 
 #: Parameter-name parts of the task head (BERT and DistilBERT classifiers), always kept trainable.
 HEAD = ("classifier", "pooler", "pre_classifier")
 _MODULE = (nn.Module, "a torch.nn.Module")  # what checks.instance accepts for a model
+_NO_ORT_ADVICE = lambda record: "pre-processing before quantization" not in record.getMessage()  # a logging filter
 
 
 def _stack(model: nn.Module) -> nn.Module:
@@ -142,13 +147,61 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     """A CPU copy of ``model`` with int8 ``nn.Linear`` weights (per tensor), activations quantized per batch,
     int32 accumulation (Jacob et al. 2018); embeddings and LayerNorm stay fp32. ``quantize_dynamic`` is
     deprecated in favour of ``torchao``; its warning is silenced."""
-    from accelerate.utils import extract_model_from_parallel
-
-    quantized = copy.deepcopy(checks.instance("model", model, *_MODULE)).cpu().eval()
-    extract_model_from_parallel(quantized, keep_fp32_wrapper=False)  # no autocast wrapper left by a Trainer
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(quantiz|deprecat).*")
-        return torch.ao.quantization.quantize_dynamic(quantized, {nn.Linear}, dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(_cpu_copy(model), {nn.Linear}, dtype=torch.qint8)
+
+
+def _cpu_copy(model: nn.Module) -> nn.Module:
+    from accelerate.utils import extract_model_from_parallel as unwrap  # the autocast wrapper a Trainer may leave
+    return unwrap(copy.deepcopy(checks.instance("model", model, *_MODULE)).cpu().eval(), keep_fp32_wrapper=False)
+
+
+def _require(*packages: str) -> None:
+    if missing := [name for name in packages if importlib.util.find_spec(name) is None]:
+        raise ModuleNotFoundError(f"{', '.join(missing)} not installed: pip install {' '.join(missing)}")
+
+
+def export_onnx(model: nn.Module, path: str | Path, *, max_length: int = 128, quantize: bool = False) -> Path:
+    """Write a classifier to a ``.onnx`` file for :class:`OnnxClassifier` (``torch.onnx.export(dynamo=True)``):
+    ``logits (batch, classes)`` of ``input_ids``, ``attention_mask`` ``(batch, seq <= max_length)``; quantize: int8."""
+    _require("onnx", "onnxscript", "onnxruntime")
+    if (path := Path(path)).suffix != ".onnx" or not path.parent.is_dir():
+        raise ValueError(f"path must name a .onnx file in an existing folder, got {str(path)!r}")
+    example = dict(input_ids=torch.ones(2, 8, dtype=torch.long), attention_mask=torch.tensor([[1] * 8, [1] * 7 + [0]]))
+    sequence = torch.export.Dim("sequence", max=checks.integer("max_length", max_length, 8))
+    dims, net = dict.fromkeys(example, {0: torch.export.Dim("batch"), 1: sequence}), _cpu_copy(model)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" notes
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(LeafSpec|axis name).*")  # the exporter's own notes
+        program = torch.onnx.export(net, (), kwargs=example, input_names=list(example), output_names=["logits"],
+                                    dynamo=True, dynamic_shapes=dims, verbose=False)
+    if not quantize:
+        return program.save(path, external_data=False) or path
+    from onnxruntime.quantization import quantize_dynamic  # int8 weights per tensor, activations per batch
+    del (proto := program.model_proto).graph.value_info[:]  # the exporter's shape notes trip quantize_dynamic
+    logging.getLogger().addFilter(_NO_ORT_ADVICE)  # its advice to pre-process (which fails on this graph)
+    return quantize_dynamic(proto, path) or path
+
+
+class OnnxClassifier(nn.Module):
+    """An ONNX Runtime CPU session of an :func:`export_onnx` file, called like a torch classifier (``.logits``
+    ``(batch, classes)``), so ``lightft.measure`` times and scores it unchanged; as many threads as torch."""
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        _require("onnxruntime")
+        import onnxruntime
+        if (path := Path(path)).suffix != ".onnx" or not path.is_file():
+            raise FileNotFoundError(f"expected an existing .onnx file (written by export_onnx), got {str(path)!r}")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # the same threads as torch: a fair comparison
+        self.path, self.session = path, onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        from transformers.modeling_outputs import SequenceClassifierOutput
+        feeds = {"input_ids": input_ids.cpu().numpy(), "attention_mask": attention_mask.cpu().numpy()}
+        return SequenceClassifierOutput(logits=torch.from_numpy(self.session.run(["logits"], feeds)[0]))
 
 
 def shallow_student(teacher: nn.Module, keep_layers: Sequence[int] | None = None) -> nn.Module:

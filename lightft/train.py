@@ -162,6 +162,11 @@ def _model(model, tokenizer, names, k: int, seed: int, max_length: int):
 # ---- step 3: the output folder: never overwrite by accident; resume from the last complete checkpoint -
 
 def _output_folder(output_dir, overwrite: bool, resume: bool) -> Path:
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    if not PartialState(cpu=not torch.cuda.is_available()).is_main_process:  # DDP: rank 0 prepares the folder
+        return broadcast_object_list([None])[0]
     out = Path(output_dir if output_dir is not None else tempfile.mkdtemp(prefix="lightft-"))
     if out.exists() and not out.is_dir():
         raise ValueError(f"output_dir {out} exists and is not a folder")
@@ -181,7 +186,7 @@ def _output_folder(output_dir, overwrite: bool, resume: bool) -> Path:
         (out / ".lightft-write-test").unlink()
     except OSError as err:
         raise PermissionError(f"output_dir {out} is not writable ({err.strerror or err})") from None
-    return out
+    return broadcast_object_list([out])[0]  # one temporary folder for all ranks, not one each
 
 
 def _resume_point(out: Path) -> str | None:
@@ -211,6 +216,8 @@ def _arguments(out: Path, precision: str, quiet: bool, checkpoint_every: int | N
         save_total_limit=2,  # the newest checkpoint and the best one
         bf16=precision == "bf16", fp16=precision == "fp16", report_to="none", disable_tqdm=quiet,
         log_level="error" if quiet else "passive", dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
+        # DDP: a classifier's loss is a per-batch mean; the Trainer would multiply it by the number of ranks
+        average_tokens_across_devices=False, ddp_find_unused_parameters=False,
     )
 
 
@@ -228,7 +235,8 @@ def finetune(model: nn.Module | str, data, *, tokenizer=None, max_length: int = 
              gradient_accumulation_steps: int = 1, seed: int = 0, output_dir: str | os.PathLike | None = None,
              overwrite: bool = False, resume: bool = False, checkpoint_every: int | None = None,
              train_limit: int | None = None, eval_limit: int | None = None, quiet: bool = False,
-             callbacks: Sequence = (), gradient_checkpointing: bool = False, compute_loss_func=None) -> FinetuneResult:
+             callbacks: Sequence = (), gradient_checkpointing: bool = False, compute_loss_func=None,
+             freeze_embeddings: bool = False) -> FinetuneResult:
     """Fine-tune ``model`` on ``data``, keep the best epoch, evaluate it on the test split.
 
     Args:
@@ -252,6 +260,8 @@ def finetune(model: nn.Module | str, data, *, tokenizer=None, max_length: int = 
         train_limit, eval_limit: use only the first N training / validation+test examples (a budget).
         callbacks: extra ``transformers.TrainerCallback`` objects.
         gradient_checkpointing: recompute activations in the backward pass (less memory, more time).
+        freeze_embeddings: do not train the word embeddings (a third to a half of a small encoder's
+            weights, which AdamW would otherwise update densely every step).
         compute_loss_func: a custom loss ``f(outputs, labels, num_items_in_batch)`` for the ``Trainer``.
     """
     max_length, batch_size = checks.integer("max_length", max_length), checks.integer("batch_size", batch_size)
@@ -265,6 +275,8 @@ def finetune(model: nn.Module | str, data, *, tokenizer=None, max_length: int = 
     precision_name, precision_reason = resolve_precision(precision)
     data, names, k = _inputs(data, seed, train_limit, eval_limit)
     model, tokenizer = _model(model, tokenizer, names, k, seed, max_length)
+    if freeze_embeddings:
+        model.get_input_embeddings().requires_grad_(False)
     out = _output_folder(output_dir, overwrite, resume)
     with _quiet_progress(quiet):
         encoded = {split: _tokenize(part, tokenizer, max_length, padding) for split, part in data.items()}
@@ -278,7 +290,7 @@ def finetune(model: nn.Module | str, data, *, tokenizer=None, max_length: int = 
         logging_strategy="steps", logging_steps=max(1, steps_per_epoch // 4), seed=seed, data_seed=seed,
         activation_checkpointing=bool(gradient_checkpointing))  # transformers 5.2x's name for it
     trainer = _trainer(model, args, encoded, tokenizer, padding, k, callbacks, compute_loss_func, quiet)
-    if not quiet:
+    if not quiet and trainer.is_world_process_zero():
         print(f"precision: {precision_name} ({precision_reason})")
     with _quiet_progress(quiet):  # no "Writing model shards" bars either
         return _train_and_report(trainer, model, encoded, out, resume, quiet, precision_name, precision_reason)
@@ -334,8 +346,9 @@ def _train_and_report(trainer, model, encoded, out: Path, resume: bool, quiet: b
     from lightft.environment import hardware_summary
     from lightft.timing import PeakMemory
 
-    start = _resume_point(out) if resume else None
-    if resume and start is None and not quiet:
+    with trainer.args.main_process_first():  # rank 0 removes half-written checkpoints before the others look
+        start = _resume_point(out) if resume else None
+    if resume and start is None and not quiet and trainer.is_world_process_zero():
         print(f"resume=True but {out} has no complete checkpoint: starting from scratch")
     try:
         with PeakMemory() as memory:
@@ -351,7 +364,7 @@ def _train_and_report(trainer, model, encoded, out: Path, resume: bool, quiet: b
     state = trainer.state
     best = next((h for h in state.log_history if h.get("step") == state.best_global_step and "eval_accuracy" in h), None)
     trainer.save_model(str(out / BEST))  # safetensors, with the tokenizer
-    if best:
+    if best and trainer.is_world_process_zero():  # under DDP only rank 0 writes files
         (out / BEST / "best.json").write_text(json.dumps(best))
     epochs = float(output.metrics.get("epoch", state.epoch or 0))
     seconds = output.metrics["train_runtime"]
@@ -369,7 +382,8 @@ def _train_and_report(trainer, model, encoded, out: Path, resume: bool, quiet: b
     )
     padded = sum(map(len, train["attention_mask"]))
     summary = {**result.summary(), "padding_efficiency": tokens / max(padded, 1)}
-    (out / "result.json").write_text(json.dumps(summary, indent=1, default=str))
+    if trainer.is_world_process_zero():
+        (out / "result.json").write_text(json.dumps(summary, indent=1, default=str))
     return result
 
 

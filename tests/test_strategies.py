@@ -161,9 +161,11 @@ def _benchmark_script():
 
 def test_benchmark_script_prints_its_table_and_refuses_bad_input(capsys):
     bench = _benchmark_script()
-    recipe = dict(test_accuracy=0.75, train_seconds=20.0, examples_per_s=24.0, tokens_per_s=700.0, mfu=0.125)
+    recipe = dict(test_accuracy=0.75, test_accuracy_std=None, train_seconds=20.0, examples_per_s=24.0,
+                  tokens_per_s=700.0, mfu=0.125, learning_rate=5e-5)
     result = {"hardware": "a test box", "peak_gflops": {"fp32": 100.0, "bf16": 250.0}, "train_limit": 16,
-              "eval_limit": 8, "headline": {"usual": recipe, "lightweight": {**recipe, "train_seconds": 10.0},
+              "eval_limit": 8, "seeds": 1,
+              "headline": {"usual": recipe, "lightweight": {**recipe, "train_seconds": 10.0, "test_accuracy_std": 0.02},
                                             "speedup": 2.0, "accuracy_gap_points": -1.5},
               "strategies": [{"strategy": "pad 128", "mode": "train", "precision": "fp32", "examples_per_s": 10.0,
                               "tokens_per_s": 300.0, "memory_increase_mib": 12.5, "mfu": 0.1},
@@ -171,8 +173,9 @@ def test_benchmark_script_prints_its_table_and_refuses_bad_input(capsys):
                               "examples_per_s": 50.0, "tokens_per_s": 900.0, "memory_increase_mib": 3.0, "mfu": None}]}
     lines = bench.format_benchmark(result).splitlines()
     assert lines[:3] == ["hardware: a test box", "peak matmul: fp32 100 GFLOP/s, bf16 250 GFLOP/s",
-                         "headline (16 training / 8 test examples):"]
-    assert lines[4].split() == ["usual", "0.750", "20.0", "24.0", "700", "12.5%"]
+                         "headline (16 training / 8 test examples, mean of 1 seed(s), lr 5e-05 for both):"]
+    assert lines[4].split() == ["usual", "0.750", "-", "20.0", "24.0", "700", "12.5%"]
+    assert lines[5].split()[:3] == ["lightweight", "0.750", "0.020"]
     assert lines[6].strip() == "speed-up 2.0x, accuracy difference -1.5 points"
     assert lines[-2].split()[-2:] == ["12.5", "10.0%"] and lines[-1].split()[-1] == "-"
     with pytest.raises(SystemExit) as done:

@@ -96,3 +96,19 @@ def test_predict_bad_input(tmp_path):
         predict(tmp_path, ["text"])
     with pytest.raises(ValueError, match="empty"):
         predict(tmp_path, [])
+
+
+def test_frozen_embeddings_stay_put_and_the_rest_trains(data, tmp_path, tiny_model_dir):
+    """freeze_embeddings (the lightweight recipe's lever): the word embeddings leave the fine-tune unchanged,
+    the layers above them do not, and the Trainer's optimizer never sees the frozen matrix."""
+    import torch
+
+    before = lightft.load_model(str(tiny_model_dir))
+    r = finetune(str(tiny_model_dir), data, output_dir=tmp_path, seed=0, freeze_embeddings=True,
+                 group_by_length=True, **BUDGET)
+    after = r.model.state_dict()
+    name = next(n for n, _ in before.named_parameters() if n.endswith("word_embeddings.weight"))
+    assert torch.equal(after[name], before.state_dict()[name])
+    assert not r.model.get_input_embeddings().weight.requires_grad
+    moved = [n for n, p in before.named_parameters() if "layer." in n and not torch.equal(after[n], p.detach())]
+    assert moved, "no encoder weight changed: the fine-tune did not train"
