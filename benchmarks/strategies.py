@@ -33,6 +33,29 @@ import lightft
 from lightft import checks, measure, strategies
 
 
+_KEYS = ("test_accuracy", "train_seconds", "examples_per_s", "tokens_per_s", "mfu", "peak_memory_mib")
+
+
+def _seeded(model: str, dataset, recipe: dict[str, Any], peak: dict[str, float], *, train_limit: int,
+            eval_limit: int, seeds: int) -> dict[str, Any]:
+    """``recipe`` fine-tuned with seeds 0..seeds-1: the recipe, each run, and the mean/std of every figure."""
+    out: dict[str, Any] = {**recipe, "runs": []}
+    for seed in range(seeds):
+        run = measure.measure_accuracy(model, dataset, train_limit=train_limit, eval_limit=eval_limit, seed=seed,
+                                       **recipe)
+        flops = measure.training_flops_per_token(run.pop("model"), recipe["max_length"])
+        mfu = measure.model_flops_utilisation(run["tokens_per_s"], flops, peak[recipe["precision"]])
+        out["runs"].append({
+            "seed": seed, "test_accuracy": round(run["accuracy"], 4), "train_seconds": round(run["train_seconds"], 2),
+            "examples_per_s": round(run["examples_per_s"], 2), "tokens_per_s": round(run["tokens_per_s"], 1),
+            "mfu": round(mfu, 4), "peak_memory_mib": round(run["peak_memory_bytes"] / 2**20, 1)})
+    for key in _KEYS:
+        values = [r[key] for r in out["runs"]]
+        out[key] = round(statistics.fmean(values), 4)
+        out[f"{key}_std"] = round(statistics.stdev(values), 4) if len(values) > 1 else None
+    return out
+
+
 def _headline(model: str, dataset, peak: dict[str, float], low: str, *, train_limit: int, eval_limit: int,
               seeds: int, learning_rate: float | None) -> dict[str, Any]:
     """The usual against the lightweight recipe at one learning rate, ``seeds`` seeds each (0, 1, ...): per
@@ -41,26 +64,34 @@ def _headline(model: str, dataset, peak: dict[str, float], low: str, *, train_li
                "lightweight": {**strategies.LIGHTWEIGHT_RECIPE, "precision": low}}
     for recipe in recipes.values():   # the same rate for both (default: the usual recipe's, the Trainer default)
         recipe["learning_rate"] = learning_rate or strategies.USUAL_RECIPE["learning_rate"]
-    rows: dict[str, Any] = {name: {**recipe, "runs": []} for name, recipe in recipes.items()}
-    for seed in range(seeds):
-        for name, recipe in recipes.items():
-            run = measure.measure_accuracy(model, dataset, train_limit=train_limit, eval_limit=eval_limit, seed=seed,
-                                           **recipe)
-            flops = measure.training_flops_per_token(run.pop("model"), recipe["max_length"])
-            mfu = measure.model_flops_utilisation(run["tokens_per_s"], flops, peak[recipe["precision"]])
-            rows[name]["runs"].append({
-                "seed": seed, "test_accuracy": round(run["accuracy"], 4), "train_seconds": round(run["train_seconds"], 2),
-                "examples_per_s": round(run["examples_per_s"], 2), "tokens_per_s": round(run["tokens_per_s"], 1),
-                "mfu": round(mfu, 4), "peak_memory_mib": round(run["peak_memory_bytes"] / 2**20, 1)})
-    for name in recipes:
-        for key in ("test_accuracy", "train_seconds", "examples_per_s", "tokens_per_s", "mfu", "peak_memory_mib"):
-            values = [r[key] for r in rows[name]["runs"]]
-            rows[name][key] = round(statistics.fmean(values), 4)
-            rows[name][f"{key}_std"] = round(statistics.stdev(values), 4) if len(values) > 1 else None
+    rows: dict[str, Any] = {name: _seeded(model, dataset, recipe, peak, train_limit=train_limit,
+                                          eval_limit=eval_limit, seeds=seeds) for name, recipe in recipes.items()}
     rows["speedup"] = round(rows["usual"]["train_seconds"] / rows["lightweight"]["train_seconds"], 2)
     rows["speedup_per_seed"] = [round(u["train_seconds"] / w["train_seconds"], 2)
                                 for u, w in zip(rows["usual"]["runs"], rows["lightweight"]["runs"])]
     rows["accuracy_gap_points"] = round(100 * (rows["lightweight"]["test_accuracy"] - rows["usual"]["test_accuracy"]), 2)
+    return rows
+
+
+def _levers(model: str, dataset, peak: dict[str, float], low: str, *, train_limit: int, eval_limit: int,
+            seeds: int, learning_rate: float | None) -> list[dict[str, Any]]:
+    """Each lever of the lightweight recipe on its own, then combined, then two schedule levers on top (a
+    batch of 32 at twice the rate; two epochs at twice the rate), ``seeds`` seeds each at one base rate;
+    ``speedup`` is the mean training time of dynamic padding alone over the lever's."""
+    rate = learning_rate or strategies.USUAL_RECIPE["learning_rate"]
+    base = {**strategies.LIGHTWEIGHT_RECIPE, "precision": low, "learning_rate": rate,
+            "group_by_length": False, "freeze_embeddings": False}
+    recipe = {**base, "group_by_length": True, "freeze_embeddings": True}
+    levers = {"dynamic padding, max 64 (base)": base,
+              "+ length-grouped batches": {**base, "group_by_length": True},
+              "+ frozen word embeddings": {**base, "freeze_embeddings": True},
+              "both (the recipe)": recipe,
+              "recipe, batch 32, 2x lr": {**recipe, "batch_size": 2 * recipe["batch_size"], "learning_rate": 2 * rate},
+              "recipe, 2 epochs, 2x lr": {**recipe, "epochs": 2, "learning_rate": 2 * rate}}
+    rows = [{"lever": name, **_seeded(model, dataset, r, peak, train_limit=train_limit, eval_limit=eval_limit,
+                                      seeds=seeds)} for name, r in levers.items()]
+    for row in rows:
+        row["speedup"] = round(rows[0]["train_seconds"] / row["train_seconds"], 2)
     return rows
 
 
@@ -107,14 +138,15 @@ def _strategy_rows(fresh, tokenizer, texts, labels, peak: dict[str, float], low:
 
 def benchmark_strategies(model: str = "minilm-l6", data: str = "rotten_tomatoes", *, train_limit: int = 480,
                          eval_limit: int = 500, steps: int = 3, seed: int = 0, headline: bool = True, seeds: int = 3,
-                         learning_rate: float | None = None) -> dict[str, Any]:
+                         learning_rate: float | None = None, levers: bool = False) -> dict[str, Any]:
     """Rerun the strategies chapter's measurements: the headline comparison and per-strategy throughput.
 
     The usual and the lightweight recipe are fine-tuned on ``train_limit`` examples and tested on
     ``eval_limit``, ``seeds`` times each at one ``learning_rate`` (default: the usual recipe's, which is
     the ``Trainer`` default; skipped with ``headline=False``); each strategy's throughput is measured over ``steps``
     warmed-up steps of batch 16 on real training sentences, on a GPU when there is one. Returns a
-    JSON-friendly dict: ``hardware``, ``peak_gflops``, ``headline`` and ``strategies`` (rows).
+    JSON-friendly dict: ``hardware``, ``peak_gflops``, ``headline`` and ``strategies`` (rows); with
+    ``levers=True`` also ``levers``: each lever of the lightweight recipe fine-tuned on its own and combined.
     """
     for name, value in (("train_limit", train_limit), ("eval_limit", eval_limit), ("steps", steps), ("seeds", seeds)):
         checks.integer(name, value)
@@ -133,6 +165,9 @@ def benchmark_strategies(model: str = "minilm-l6", data: str = "rotten_tomatoes"
     if headline:
         out["headline"] = _headline(model, dataset, peak, low, train_limit=train_limit, eval_limit=eval_limit,
                                     seeds=seeds, learning_rate=learning_rate)
+    if levers:
+        out["levers"] = _levers(model, dataset, peak, low, train_limit=train_limit, eval_limit=eval_limit,
+                                seeds=seeds, learning_rate=learning_rate)
     out["strategies"] = _strategy_rows(lambda: lightft.load_model(model, seed=seed).to(device), tokenizer,
                                        texts, labels, peak, low, steps=steps, seed=seed)
     return out
@@ -153,6 +188,13 @@ def format_benchmark(result: dict[str, Any]) -> str:
             lines.append(f"  {name:12s} {r['test_accuracy']:8.3f} {std} {r['train_seconds']:8.1f} "
                          f"{r['examples_per_s']:7.1f} {r['tokens_per_s']:8.0f} {r['mfu']:6.1%}")
         lines.append(f"  speed-up {h['speedup']:.1f}x, accuracy difference {h['accuracy_gap_points']:+.1f} points")
+    if "levers" in result:
+        lines.append(f"levers (mean of {result['seeds']} seed(s); speed-up over the base's training time):")
+        lines.append(f"  {'lever':32s} {'test acc':>8s} {'+-':>6s} {'train s':>8s} {'ex/s':>7s} {'MFU':>6s} {'speed-up':>8s}")
+        for r in result["levers"]:
+            std = f"{r['test_accuracy_std']:6.3f}" if r.get("test_accuracy_std") is not None else "     -"
+            lines.append(f"  {r['lever']:32s} {r['test_accuracy']:8.3f} {std} {r['train_seconds']:8.1f} "
+                         f"{r['examples_per_s']:7.1f} {r['mfu']:6.1%} {r['speedup']:7.2f}x")
     lines.append(f"  {'strategy':36s} {'mode':9s} {'prec':4s} {'ex/s':>7s} {'tok/s':>8s} {'mem MiB':>8s} {'MFU':>6s}")
     for r in result["strategies"]:
         mfu = f"{r['mfu']:6.1%}" if r["mfu"] is not None else "     -"
@@ -180,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="one learning rate for both headline recipes (default: the Trainer default, 5e-05)")
     parser.add_argument("--skip-headline", action="store_true", help="throughput only, no fine-tunes")
+    parser.add_argument("--levers", action="store_true",
+                        help="also fine-tune each lever of the lightweight recipe on its own and combined (--seeds each)")
     return parser
 
 
@@ -192,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         result = benchmark_strategies(args.model, args.data, train_limit=args.train_limit,
                                       eval_limit=args.eval_limit, steps=args.steps, seed=args.seed,
                                       headline=not args.skip_headline, seeds=args.seeds,
-                                      learning_rate=args.learning_rate)
+                                      learning_rate=args.learning_rate, levers=args.levers)
     except (ValueError, TypeError, OSError, ModuleNotFoundError) as err:
         print(f"benchmarks/strategies.py: error: {' '.join(str(err).split()) or type(err).__name__}", file=sys.stderr)
         return 2

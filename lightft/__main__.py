@@ -107,6 +107,8 @@ def _bench_command(sub) -> None:
                     help="strategies suite: timed optimizer steps per throughput measurement")
     be.add_argument("--skip-headline", action="store_true",
                     help="strategies suite: throughput only, no fine-tunes")
+    be.add_argument("--levers", action="store_true",
+                    help="strategies suite: also fine-tune each lever of the lightweight recipe alone and combined")
     be.add_argument("--seeds", type=_positive_int, default=3,
                     help="strategies suite: seeds of each headline recipe (both at --learning-rate)")
     be.add_argument("--model", default="minilm-l6", help="'minilm-l6' (embedded), a saved model folder, or a hub name")
@@ -238,7 +240,8 @@ def _bench(args) -> int:
         argv = ["--model", args.model, "--data", args.data, "--train-limit", str(args.train_limit or 480),
                 "--eval-limit", str(args.eval_limit or 500), "--steps", str(args.steps), "--seed", str(args.seed),
                 "--seeds", str(args.seeds), "--learning-rate", str(args.learning_rate)]
-        return runpy.run_path(str(script))["main"](argv + ["--skip-headline"] * args.skip_headline)
+        return runpy.run_path(str(script))["main"](argv + ["--skip-headline"] * args.skip_headline
+                                                   + ["--levers"] * args.levers)
     print(json.dumps(run_benchmark(
         args.model, args.data, train_limit=args.train_limit, eval_limit=args.eval_limit, epochs=args.epochs,
         max_length=args.max_length, batch_size=args.batch_size, learning_rate=args.learning_rate,

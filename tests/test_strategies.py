@@ -184,3 +184,38 @@ def test_benchmark_script_prints_its_table_and_refuses_bad_input(capsys):
     assert bench.main(["--steps", "0", "--skip-headline"]) == 2  # refused before anything is loaded or timed
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "steps must be an integer >= 1, got 0" in err[0]
+
+
+def test_benchmark_lever_rows_follow_the_headline():
+    bench = _benchmark_script()
+    lever = dict(test_accuracy=0.7, test_accuracy_std=0.01, train_seconds=30.0, examples_per_s=40.0, mfu=0.3, speedup=1.0)
+    result = {"hardware": "h", "peak_gflops": {"fp32": 100.0}, "train_limit": 16, "eval_limit": 8, "seeds": 2,
+              "levers": [{"lever": "dynamic padding, max 64 (base)", **lever},
+                         {"lever": "both (the recipe)", **lever, "train_seconds": 20.0, "speedup": 1.5}],
+              "strategies": []}
+    lines = bench.format_benchmark(result).splitlines()
+    assert lines[2] == "levers (mean of 2 seed(s); speed-up over the base's training time):"
+    assert lines[4].split()[-6:] == ["0.700", "0.010", "30.0", "40.0", "30.0%", "1.00x"]
+    assert lines[5].split()[:3] == ["both", "(the", "recipe)"] and lines[5].split()[-1] == "1.50x"
+
+
+def test_each_lever_is_one_change_from_the_base(monkeypatch):
+    bench = _benchmark_script()
+    seen = []
+
+    def fake(model, data, **kwargs):   # records what each fine-tune was asked for; times shrink with each call
+        seen.append(kwargs)
+        return {"accuracy": 0.5, "train_seconds": 10.0 / len(seen), "examples_per_s": 1.0, "tokens_per_s": 1.0,
+                "peak_memory_bytes": 2**20, "model": None, "f1": 0.5}
+
+    monkeypatch.setattr(bench.measure, "measure_accuracy", fake)
+    monkeypatch.setattr(bench.measure, "training_flops_per_token", lambda model, length: 1.0)
+    rows = bench._levers("m", None, {"bf16": 1e9}, "bf16", train_limit=4, eval_limit=4, seeds=1, learning_rate=1e-4)
+    base = {k: v for k, v in seen[0].items() if k != "seed"}
+    assert base["group_by_length"] is base["freeze_embeddings"] is False and base["precision"] == "bf16"
+    changed = [{k for k in base if seen[i][k] != base[k]} for i in range(1, len(seen))]
+    assert changed == [{"group_by_length"}, {"freeze_embeddings"}, {"group_by_length", "freeze_embeddings"},
+                       {"group_by_length", "freeze_embeddings", "batch_size", "learning_rate"},
+                       {"group_by_length", "freeze_embeddings", "epochs", "learning_rate"}]
+    assert seen[4]["learning_rate"] == 2e-4 and seen[4]["batch_size"] == 2 * base["batch_size"]
+    assert [r["speedup"] for r in rows] == pytest.approx([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], abs=0.02)
