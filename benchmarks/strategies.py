@@ -116,6 +116,12 @@ def _strategy_rows(fresh, tokenizer, texts, labels, peak: dict[str, float], low:
     rows = [train("pad 128", net, pad128), train("dynamic padding, max 64", net, dyn64)]
     if low != "fp32":
         rows += [train("pad 128", net, pad128, low), train("dynamic padding, max 64", net, dyn64, low)]
+    elif net.device.type == "cpu":   # no native bf16: its cost measured on a tiny run only, never a real one
+        tiny = batches(batch_size=2, max_length=32, padding="max_length")[:2]
+        for precision in ("fp32", "bf16"):
+            t = measure.measure_training(net, tiny, steps=1, precision=precision)
+            rows.append({**_row(f"tiny pad 32, batch 2 ({'emulated ' * (precision == 'bf16')}{precision})", t),
+                         "note": "bf16 is emulated on this CPU (no avx512_bf16/amx_bf16): every other row uses fp32"})
     rows += [train("dynamic + length-grouped, max 64", net, batches(group_by_length=True, seed=seed), low),
              train("batch 4 x 4 accumulation, max 64", net, batches(batch_size=4), low, accumulation_steps=4),
              train("gradient checkpointing, pad 128", strategies.enable_gradient_checkpointing(fresh()), pad128),
@@ -200,6 +206,7 @@ def format_benchmark(result: dict[str, Any]) -> str:
         mfu = f"{r['mfu']:6.1%}" if r["mfu"] is not None else "     -"
         lines.append(f"  {r['strategy']:36s} {r['mode']:9s} {r['precision']:4s} {r['examples_per_s']:7.1f} "
                      f"{r['tokens_per_s']:8.0f} {r['memory_increase_mib']:8.1f} {mfu}")
+    lines += [f"  note: {note}" for note in dict.fromkeys(r["note"] for r in result["strategies"] if r.get("note"))]
     return "\n".join(lines)
 
 

@@ -219,3 +219,20 @@ def test_each_lever_is_one_change_from_the_base(monkeypatch):
                        {"group_by_length", "freeze_embeddings", "epochs", "learning_rate"}]
     assert seen[4]["learning_rate"] == 2e-4 and seen[4]["batch_size"] == 2 * base["batch_size"]
     assert [r["speedup"] for r in rows] == pytest.approx([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], abs=0.02)
+
+
+def test_benchmark_never_trains_in_emulated_bf16_beyond_a_tiny_run(tiny_model_dir):
+    """On a machine whose "auto" precision is fp32, the strategy rows train in fp32, and bf16 appears only in
+    one tiny, labelled row beside an fp32 row of the same size (its measured cost)."""
+    import lightft
+
+    bench = _benchmark_script()
+    texts = ["a good film", "bad", "a long and very slow story", "great fun"] * 8
+    rows = bench._strategy_rows(lambda: lightft.load_model(str(tiny_model_dir)), lightft.load_tokenizer(str(tiny_model_dir)),
+                                texts, [i % 2 for i in range(len(texts))], {"fp32": 1e10}, "fp32", steps=1, seed=0)
+    bf16 = [r for r in rows if r["precision"] == "bf16"]
+    assert [r["strategy"] for r in bf16] == ["tiny pad 32, batch 2 (emulated bf16)"] and "emulated" in bf16[0]["note"]
+    assert any(r["strategy"] == "tiny pad 32, batch 2 (fp32)" for r in rows)
+    assert all(r["precision"] == "fp32" for r in rows if "tiny" not in r["strategy"])
+    table = bench.format_benchmark({"hardware": "h", "peak_gflops": {"fp32": 10.0}, "strategies": rows})
+    assert table.count("note: bf16 is emulated") == 1
