@@ -117,13 +117,15 @@ def _bench_command(sub) -> None:
 
 
 def _llm_commands(sub) -> None:
-    sf = sub.add_parser("sft", help="LoRA-SFT (or --qlora) of the embedded LLM on sentiment as label words",
-                        description="Fine-tune an LLM with LoRA on a two-class dataset (the answer 'positive' or "
-                                    "'negative' after a chat prompt; the loss on the answer only), save the adapter "
-                                    "in OUTPUT/adapter and print one JSON line (chapter 'LoRA and QLoRA on an LLM').")
+    sf = sub.add_parser("sft", help="LoRA-SFT (or --qlora) of the embedded LLM on a labelled dataset as label words",
+                        description="Fine-tune an LLM with LoRA on a labelled dataset (the answer is the class name, "
+                                    "e.g. 'positive' or 'negative', after a chat prompt; the loss on the answer only), "
+                                    "save the adapter in OUTPUT/adapter and print one JSON line (chapter 'LoRA and "
+                                    "QLoRA on an LLM').")
     sf.add_argument("--model", default="smollm2-135m-instruct",
                     help="'smollm2-135m-instruct' (embedded), a saved folder, or a hub name (needs network)")
-    sf.add_argument("--data", default="rotten_tomatoes", help="'rotten_tomatoes', 'imdb' or a .csv/.jsonl file with 0/1 labels")
+    sf.add_argument("--data", default="rotten_tomatoes", help="'rotten_tomatoes', 'imdb', 'tweets' (3 classes) or a .csv/.jsonl file with text,label "
+                         "(class names as label words; 0/1 labels answer negative/positive)")
     sf.add_argument("--output", required=True, help="folder for checkpoints and the adapter")
     sf.add_argument("--qlora", action="store_true", help="4-bit NF4 base (bitsandbytes) instead of fp32")
     sf.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output")

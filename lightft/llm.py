@@ -35,6 +35,9 @@ EMBEDDED_LLMS: dict[str, tuple[str, str]] = {
 #: The answer words of the sentiment task, by label (0 negative, 1 positive).
 LABEL_WORDS = ("negative", "positive")
 SYSTEM = "Answer with one word."
+#: The instruction of the number task: English number words in, Chinese numerals out.
+NUMBER_INSTRUCTION = "Write this number in Chinese numerals:"
+NUMBER_SYSTEM = "Answer with the Chinese numerals only."
 
 
 def embedded_gguf_path(name: str = "smollm2-135m-instruct") -> Path:
@@ -160,24 +163,33 @@ def chat_prompt(tokenizer, message: str, system: str | None = None) -> str:
 
 def generate(model: nn.Module, tokenizer, prompts: str | Sequence[str], *, max_new_tokens: int = 32,
              do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
-             use_cache: bool = True) -> str | list[str]:
+             use_cache: bool = True, batch_size: int | None = None) -> str | list[str]:
     """Continue each prompt (raw text, e.g. from :func:`chat_prompt`); greedy unless ``do_sample``.
 
-    Returns only the new text, one string per prompt (a string for a string).
+    Returns only the new text, one string per prompt (a string for a string). ``batch_size`` splits many
+    prompts into batches of similar length (None: one batch of all); greedy answers do not depend on it
+    beyond float rounding.
     """
     single = isinstance(prompts, str)
     texts = checks.texts("prompts", [prompts] if single else prompts)
     checks.integer("max_new_tokens", max_new_tokens)
     checks.number("temperature", temperature, low=0)
     checks.number("top_p", top_p, low=0, high=1, inclusive=True)
-    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False, return_token_type_ids=False).to(model.device)
+    size = len(texts) if batch_size is None else checks.integer("batch_size", batch_size)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i])) if batch_size else list(range(len(texts)))
     torch.manual_seed(seed)
     sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if do_sample else \
         dict(do_sample=False, temperature=None, top_p=None, top_k=None)
-    with torch.no_grad():
-        out = model.generate(**batch, max_new_tokens=max_new_tokens, use_cache=use_cache,
-                             pad_token_id=tokenizer.pad_token_id, **sampling)
-    answers = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    answers = [""] * len(texts)
+    for start in range(0, len(texts), size):
+        rows = order[start:start + size]
+        batch = tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True, add_special_tokens=False,
+                          return_token_type_ids=False).to(model.device)
+        with torch.no_grad():
+            out = model.generate(**batch, max_new_tokens=max_new_tokens, use_cache=use_cache,
+                                 pad_token_id=tokenizer.pad_token_id, **sampling)
+        for i, answer in zip(rows, tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)):
+            answers[i] = answer
     return answers[0] if single else answers
 
 
@@ -195,6 +207,29 @@ def sentiment_prompt(tokenizer, text: str, examples: Sequence[tuple[str, int]] =
     listed = list(reversed(words))
     question = (", ".join(listed[:-1]) + f" or {listed[-1]}?").capitalize()
     return chat_prompt(tokenizer, f"{shots}{item}: {text}\n{question}", SYSTEM)
+
+
+#: How the prompt names one text of a dataset (default "Text").
+ITEM_NAMES = {"rotten_tomatoes": "Review", "imdb": "Review", "tweets": "Tweet"}
+
+
+def task_words(dataset) -> tuple[str, ...]:
+    """The label words of a classification :class:`datasets.DatasetDict`: its class names, lowercased,
+    when each is one alphabetic word; for two classes with other names (a file's "0"/"1"),
+    :data:`LABEL_WORDS`. Raises a ``ValueError`` otherwise: the LLM must answer with a word."""
+    names = [str(n).strip().lower() for n in dataset["train"].features["label"].names]
+    if all(n.isalpha() for n in names) and len(set(names)) == len(names):
+        return tuple(names)
+    if len(names) == 2:
+        return LABEL_WORDS
+    raise ValueError(f"label names {names} are not distinct one-word names; the LLM answers with a word per class "
+                     "(name the classes, e.g. negative/neutral/positive)")
+
+
+def number_prompt(tokenizer, english: str) -> str:
+    """The chat prompt of the number task: English number words (e.g. from
+    :func:`lightft.translation.number_to_english`) to be written in Chinese numerals."""
+    return chat_prompt(tokenizer, f"{NUMBER_INSTRUCTION} {checks.texts('english', [english])[0]}", NUMBER_SYSTEM)
 
 
 def label_word_ids(tokenizer, words: Sequence[str] = LABEL_WORDS) -> list[int]:
@@ -348,7 +383,10 @@ def run_sft(model: str, data: str, output_dir: str | os.PathLike, *, qlora: bool
             learning_rate: float = 1e-3, r: int = 8, alpha: float = 16,
             target_modules: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
             seed: int = 0) -> dict:
-    """LoRA-SFT (QLoRA with ``qlora``) on a two-class dataset as label words; what ``lightft sft`` runs.
+    """LoRA-SFT (QLoRA with ``qlora``) on a labelled dataset as label words; what ``lightft sft`` runs.
+
+    The label words are the dataset's class names (:func:`task_words`: "negative"/"positive" for Rotten
+    Tomatoes, "negative"/"neutral"/"positive" for the tweets).
 
     Saves the adapter to ``output_dir/adapter`` (a checkpoint per epoch in ``output_dir/checkpoints``,
     which ``resume`` continues from) and returns the run's figures and the test accuracy.
@@ -366,22 +404,22 @@ def run_sft(model: str, data: str, output_dir: str | os.PathLike, *, qlora: bool
         raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'}")
     checks.integer("train_limit", train_limit)
     dataset = load_dataset(data, seed=seed)
-    if sorted(set(dataset["train"]["label"])) != [0, 1]:
-        raise ValueError(f"sft needs two-class data with labels 0/1 (negative/positive); {data!r} has other labels")
+    words, item = task_words(dataset), ITEM_NAMES.get(str(data), "Text")
     base, tokenizer = load_llm(model, quantize="nf4" if qlora else None)
+    label_word_ids(tokenizer, words)   # raises before training if two words start with the same token
     peft_model = get_peft_model(base, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
                                                  target_modules=list(target_modules)))
     train = dataset["train"].select(range(min(train_limit, len(dataset["train"]))))
-    examples = sft_examples(tokenizer, [sentiment_prompt(tokenizer, t) for t in train["text"]],
-                            [LABEL_WORDS[y] for y in train["label"]])
+    examples = sft_examples(tokenizer, [sentiment_prompt(tokenizer, t, words=words, item=item) for t in train["text"]],
+                            [words[y] for y in train["label"]])
     result = train_sft(peft_model, tokenizer, examples, out / "checkpoints", epochs=epochs, batch_size=batch_size,
                        learning_rate=learning_rate, seed=seed, resume=resume, save=True)
     peft_model.save_pretrained(out / "adapter")
     test = dataset["test"]
     test = test.select(range(min(eval_limit, len(test)))) if eval_limit else test
-    predictions = classify_with_llm(peft_model, tokenizer, list(test["text"]))
+    predictions = classify_with_llm(peft_model, tokenizer, list(test["text"]), words=words, item=item)
     accuracy = sum(int(p == y) for p, y in zip(predictions, test["label"])) / len(predictions)
-    return {"test_accuracy": round(accuracy, 4), "test_examples": len(predictions), "qlora": qlora,
+    return {"test_accuracy": round(accuracy, 4), "test_examples": len(predictions), "label_words": list(words), "qlora": qlora,
             "train_seconds": round(result.seconds, 1), "examples_per_second": round(result.examples_per_second, 2),
             "peak_memory_mib": round(result.peak_memory / 2**20), "trainable": peft_model.get_nb_trainable_parameters()[0],
             "adapter": str(out / "adapter")}

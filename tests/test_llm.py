@@ -63,6 +63,42 @@ def test_generate_greedy_cache_and_batch(tiny):
     assert isinstance(llm.chat(model, tokenizer, "hi", max_new_tokens=3), str)
 
 
+def test_generate_in_batches_equals_one_batch(tiny):
+    model, tokenizer = tiny
+    prompts = ["a", "the film is long", "ok then", "a much longer and rather dull review of it", "b"]
+    whole = llm.generate(model, tokenizer, prompts, max_new_tokens=4)
+    assert llm.generate(model, tokenizer, prompts, max_new_tokens=4, batch_size=2) == whole
+    with pytest.raises(ValueError, match="batch_size"):
+        llm.generate(model, tokenizer, prompts, batch_size=0)
+
+
+def test_number_prompt_and_task_words(tiny):
+    import datasets
+
+    _, tokenizer = tiny
+    prompt = llm.number_prompt(tokenizer, "twelve thousand three hundred five")
+    assert llm.NUMBER_INSTRUCTION in prompt and prompt.endswith("assistant:") and llm.NUMBER_SYSTEM in prompt
+
+    def named(names):
+        features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)})
+        return datasets.DatasetDict(train=datasets.Dataset.from_dict({"text": ["x"], "label": [0]}, features=features))
+
+    assert llm.task_words(named(["Negative", "Neutral", "Positive"])) == ("negative", "neutral", "positive")
+    assert llm.task_words(named(["0", "1"])) == llm.LABEL_WORDS
+    with pytest.raises(ValueError, match="one-word names"):
+        llm.task_words(named(["0", "1", "2"]))
+    assert llm.task_words(lightft.load_dataset("tweets")) == ("negative", "neutral", "positive")
+
+
+def test_run_sft_on_three_classes(tmp_path):
+    folder = save_tiny_llama(tmp_path / "model")
+    result = llm.run_sft(str(folder), "tweets", tmp_path / "run", train_limit=8, eval_limit=6, batch_size=4, r=2,
+                         target_modules=["q_proj", "v_proj"])
+    assert result["label_words"] == ["negative", "neutral", "positive"]
+    assert result["test_examples"] == 6 and 0 <= result["test_accuracy"] <= 1
+    assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
+
+
 def test_label_word_scores_batched_equal_single(tiny):
     model, tokenizer = tiny
     prompts = [llm.sentiment_prompt(tokenizer, t) for t in ["good", "a much longer and rather dull review", "ok"]]
