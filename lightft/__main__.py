@@ -84,7 +84,7 @@ def _encoder_commands(sub) -> None:
 
 
 def _bench_command(sub) -> None:
-    be = sub.add_parser("bench", help="rerun a chapter's measurements (--suite finetune|strategies|inference|llm|distributed)",
+    be = sub.add_parser("bench", help="rerun a chapter's measurements (--suite finetune|strategies|inference|llm|lora_sweep|distributed)",
                         description="--suite finetune (default): fine-tune MiniLM-L6 on Rotten Tomatoes as in the "
                                     "fine-tuning chapter (2 epochs, max length 64, batch 16, lr 5e-5, dynamic padding, "
                                     "auto precision) in a temporary folder, and print one JSON line: test accuracy and "
@@ -97,11 +97,14 @@ def _bench_command(sub) -> None:
                                     "fp32 / int8 on --eval-limit test sentences (default 256, --max-length), a table "
                                     "and one JSON line. --suite llm: the LLM part's cost figures (SFT tokens/s and MFU "
                                     "for LoRA, QLoRA and full fine-tuning at --steps timed steps, generation with and "
-                                    "without the KV cache) on the embedded SmolLM2-135M-Instruct. --suite distributed: "
+                                    "without the KV cache) on the embedded SmolLM2-135M-Instruct. --suite lora_sweep: LoRA ranks 1, 4, 16, 64 on "
+                                    "q,v and on every linear layer, --seeds full LoRA-SFT runs each (default 3; 2 is "
+                                    "16 runs) at --train-limit/--eval-limit (default 160/200): accuracy mean and spread. "
+                                    "--suite distributed: "
                                     "the same fine-tune in one process and under torchrun with 2 processes (DDP, gloo), "
                                     "at --train-limit/--eval-limit (default 240/200) and --epochs. --batch-size, "
                                     "--precision and --padding apply to the finetune suite only.")
-    be.add_argument("--suite", choices=["finetune", "strategies", "inference", "llm", "distributed"], default="finetune",
+    be.add_argument("--suite", choices=["finetune", "strategies", "inference", "llm", "lora_sweep", "distributed"], default="finetune",
                     help="which chapter's measurements to rerun (default: finetune)")
     be.add_argument("--steps", type=_positive_int, default=3,
                     help="strategies suite: timed optimizer steps per throughput measurement")
@@ -110,7 +113,8 @@ def _bench_command(sub) -> None:
     be.add_argument("--levers", action="store_true",
                     help="strategies suite: also fine-tune each lever of the lightweight recipe alone and combined")
     be.add_argument("--seeds", type=_positive_int, default=3,
-                    help="strategies suite: seeds of each headline recipe (both at --learning-rate)")
+                    help="strategies suite: seeds of each headline recipe (both at --learning-rate); lora_sweep: "
+                         "runs per setting")
     be.add_argument("--model", default="minilm-l6", help="'minilm-l6' (embedded), a saved model folder, or a hub name")
     be.add_argument("--data", default="rotten_tomatoes", help="a dataset name or a .csv/.jsonl file with text,label")
     _training_options(be, max_length=64)
@@ -232,6 +236,11 @@ def _bench(args) -> int:
         if args.suite == "llm":  # the LLM is its own model: --model only when it names something else
             model = [] if args.model == "minilm-l6" else ["--model", args.model]
             return runpy.run_path(str(script))["main"](model + ["--steps", str(args.steps)])
+        if args.suite == "lora_sweep":
+            model = [] if args.model == "minilm-l6" else ["--model", args.model]
+            return runpy.run_path(str(script))["main"](
+                model + ["--seeds", str(args.seeds), "--train-limit", str(args.train_limit or 160),
+                         "--test-limit", str(args.eval_limit or 200)])
         if args.suite == "distributed":
             return runpy.run_path(str(script))["main"](
                 ["--model", args.model, "--data", args.data, "--train-limit", str(args.train_limit or 240),
