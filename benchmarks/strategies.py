@@ -25,30 +25,52 @@ import argparse
 import json
 import statistics
 import sys
+import time
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
 
 import lightft
 from lightft import checks, measure, strategies
 
 
-_KEYS = ("test_accuracy", "train_seconds", "examples_per_s", "tokens_per_s", "mfu", "peak_memory_mib")
+_KEYS = ("test_accuracy", "train_seconds", "examples_per_s", "tokens_per_s", "mfu", "mfu_steps", "step_share",
+         "peak_memory_mib")
+
+
+class StepClock(TrainerCallback):
+    """Seconds inside the optimizer steps (forward, backward, optimizer: ``on_step_begin`` to ``on_step_end``),
+    so that a run's ``train_runtime`` splits into the steps and the rest (data loading, the per-epoch
+    validation, checkpoints, reloading the best one)."""
+
+    def __init__(self):
+        self.seconds, self._start = 0.0, None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.seconds += time.perf_counter() - self._start
 
 
 def _seeded(model: str, dataset, recipe: dict[str, Any], peak: dict[str, float], *, train_limit: int,
             eval_limit: int, seeds: int) -> dict[str, Any]:
     """``recipe`` fine-tuned with seeds 0..seeds-1: the recipe, each run, and the mean/std of every figure."""
-    out: dict[str, Any] = {**recipe, "runs": []}
+    out: dict[str, Any] = {**recipe, "runs": [], "_predictions": []}   # for the paired test, then dropped
     for seed in range(seeds):
+        clock = StepClock()
         run = measure.measure_accuracy(model, dataset, train_limit=train_limit, eval_limit=eval_limit, seed=seed,
-                                       **recipe)
+                                       callbacks=[clock], **recipe)
+        out["_predictions"].append(run["predictions"])
         flops = measure.training_flops_per_token(run.pop("model"), recipe["max_length"])
         mfu = measure.model_flops_utilisation(run["tokens_per_s"], flops, peak[recipe["precision"]])
+        share = clock.seconds / run["train_seconds"] if clock.seconds else float("nan")   # of train_runtime, in steps
         out["runs"].append({
             "seed": seed, "test_accuracy": round(run["accuracy"], 4), "train_seconds": round(run["train_seconds"], 2),
             "examples_per_s": round(run["examples_per_s"], 2), "tokens_per_s": round(run["tokens_per_s"], 1),
-            "mfu": round(mfu, 4), "peak_memory_mib": round(run["peak_memory_bytes"] / 2**20, 1)})
+            "mfu": round(mfu, 4), "mfu_steps": round(mfu / share, 4), "step_share": round(share, 4),
+            "peak_memory_mib": round(run["peak_memory_bytes"] / 2**20, 1)})
     for key in _KEYS:
         values = [r[key] for r in out["runs"]]
         out[key] = round(statistics.fmean(values), 4)
@@ -70,6 +92,13 @@ def _headline(model: str, dataset, peak: dict[str, float], low: str, *, train_li
     rows["speedup_per_seed"] = [round(u["train_seconds"] / w["train_seconds"], 2)
                                 for u, w in zip(rows["usual"]["runs"], rows["lightweight"]["runs"])]
     rows["accuracy_gap_points"] = round(100 * (rows["lightweight"]["test_accuracy"] - rows["usual"]["test_accuracy"]), 2)
+    # the gap's 95 % interval: paired bootstrap over the test sentences, every seed's predictions of both recipes
+    labels = dataset["test"]["label"][:eval_limit]   # what finetune scores: the first eval_limit test examples
+    gap = lightft.paired_bootstrap(labels, rows["lightweight"]["_predictions"], rows["usual"]["_predictions"])
+    rows["accuracy_gap_interval_points"] = [round(100 * gap.low, 2), round(100 * gap.high, 2)]
+    rows["accuracy_gap_verdict"] = gap.verdict(up="better", down="worse", same="within noise")
+    for name in recipes:
+        rows[name].pop("_predictions")
     return rows
 
 
@@ -92,6 +121,11 @@ def _levers(model: str, dataset, peak: dict[str, float], low: str, *, train_limi
                                       seeds=seeds)} for name, r in levers.items()]
     for row in rows:
         row["speedup"] = round(rows[0]["train_seconds"] / row["train_seconds"], 2)
+        gap = lightft.paired_bootstrap(dataset["test"]["label"][:eval_limit], row["_predictions"],
+                                       rows[0]["_predictions"])
+        row["accuracy_vs_base_interval_points"] = [round(100 * gap.low, 2), round(100 * gap.high, 2)]
+    for row in rows:
+        row.pop("_predictions")
     return rows
 
 
@@ -187,20 +221,26 @@ def format_benchmark(result: dict[str, Any]) -> str:
         h = result["headline"]
         lines.append(f"headline ({result['train_limit']} training / {result['eval_limit']} test examples, mean of "
                      f"{result['seeds']} seed(s), lr {h['usual']['learning_rate']:g} for both):")
-        lines.append(f"  {'recipe':12s} {'test acc':>8s} {'+-':>6s} {'train s':>8s} {'ex/s':>7s} {'tok/s':>8s} {'MFU':>6s}")
+        lines.append(f"  {'recipe':12s} {'test acc':>8s} {'+-':>6s} {'train s':>8s} {'ex/s':>7s} {'tok/s':>8s} {'MFU':>6s}"
+                     f" {'in steps':>8s} {'MFU steps':>9s}")
         for name in ("usual", "lightweight"):
             r = h[name]
             std = f"{r['test_accuracy_std']:6.3f}" if r.get("test_accuracy_std") is not None else "     -"
             lines.append(f"  {name:12s} {r['test_accuracy']:8.3f} {std} {r['train_seconds']:8.1f} "
-                         f"{r['examples_per_s']:7.1f} {r['tokens_per_s']:8.0f} {r['mfu']:6.1%}")
-        lines.append(f"  speed-up {h['speedup']:.1f}x, accuracy difference {h['accuracy_gap_points']:+.1f} points")
+                         f"{r['examples_per_s']:7.1f} {r['tokens_per_s']:8.0f} {r['mfu']:6.1%} {r['step_share']:8.0%} "
+                         f"{r['mfu_steps']:9.1%}")
+        low, high = h["accuracy_gap_interval_points"]
+        lines.append(f"  speed-up {h['speedup']:.1f}x, accuracy difference {h['accuracy_gap_points']:+.1f} points "
+                     f"(95 % paired-bootstrap interval {low:+.1f} to {high:+.1f}: {h['accuracy_gap_verdict']})")
     if "levers" in result:
         lines.append(f"levers (mean of {result['seeds']} seed(s); speed-up over the base's training time):")
-        lines.append(f"  {'lever':32s} {'test acc':>8s} {'+-':>6s} {'train s':>8s} {'ex/s':>7s} {'MFU':>6s} {'speed-up':>8s}")
+        lines.append(f"  {'lever':32s} {'test acc':>8s} {'+-':>6s} {'train s':>8s} {'ex/s':>7s} {'MFU':>6s} {'speed-up':>8s}"
+                     f" {'vs base, 95 % (points)':>22s}")
         for r in result["levers"]:
             std = f"{r['test_accuracy_std']:6.3f}" if r.get("test_accuracy_std") is not None else "     -"
+            low, high = r["accuracy_vs_base_interval_points"]
             lines.append(f"  {r['lever']:32s} {r['test_accuracy']:8.3f} {std} {r['train_seconds']:8.1f} "
-                         f"{r['examples_per_s']:7.1f} {r['mfu']:6.1%} {r['speedup']:7.2f}x")
+                         f"{r['examples_per_s']:7.1f} {r['mfu']:6.1%} {r['speedup']:7.2f}x {low:+10.1f} to {high:+.1f}")
     lines.append(f"  {'strategy':36s} {'mode':9s} {'prec':4s} {'ex/s':>7s} {'tok/s':>8s} {'mem MiB':>8s} {'MFU':>6s}")
     for r in result["strategies"]:
         mfu = f"{r['mfu']:6.1%}" if r["mfu"] is not None else "     -"

@@ -108,8 +108,7 @@ def _bench_command(sub) -> None:
                     help="which chapter's measurements to rerun (default: finetune)")
     be.add_argument("--steps", type=_positive_int, default=3,
                     help="strategies suite: timed optimizer steps per throughput measurement")
-    be.add_argument("--skip-headline", action="store_true",
-                    help="strategies suite: throughput only, no fine-tunes")
+    be.add_argument("--skip-headline", action="store_true", help="strategies suite: throughput only, no fine-tunes")
     be.add_argument("--levers", action="store_true",
                     help="strategies suite: also fine-tune each lever of the lightweight recipe alone and combined")
     be.add_argument("--seeds", type=_positive_int, default=3,
@@ -167,21 +166,17 @@ def run_benchmark(model: str = "minilm-l6", data: str = "rotten_tomatoes", *, tr
     from lightft.train import finetune
 
     with tempfile.TemporaryDirectory(prefix="lightft-bench-") as scratch:
-        result = finetune(
-            model, data, max_length=max_length, batch_size=batch_size, epochs=epochs,
-            learning_rate=learning_rate, precision=precision, padding=padding, seed=seed,
-            output_dir=Path(scratch) / "run", train_limit=train_limit, eval_limit=eval_limit, quiet=True,
-        )
+        result = finetune(model, data, max_length=max_length, batch_size=batch_size, epochs=epochs,
+                          learning_rate=learning_rate, precision=precision, padding=padding, seed=seed,
+                          output_dir=Path(scratch) / "run", train_limit=train_limit, eval_limit=eval_limit, quiet=True)
     return {
         "model": model, "data": data, "train_limit": train_limit, "eval_limit": eval_limit, "epochs": result.epochs,
         "max_length": max_length, "batch_size": batch_size, "padding": padding, "steps": result.steps,
         "test_accuracy": round(result.metrics["accuracy"], 4), "test_f1": round(result.metrics["f1"], 4),
-        "train_seconds": round(result.train_seconds, 2),
-        "examples_per_second": round(result.examples_per_second, 2),
+        "train_seconds": round(result.train_seconds, 2), "examples_per_second": round(result.examples_per_second, 2),
         "tokens_per_second": round(result.tokens_per_second, 1),
-        "peak_memory_mib": round(result.peak_memory_bytes / 2**20, 1),
-        "precision": result.precision, "hardware": result.hardware,
-    }
+        "peak_memory_mib": round(result.peak_memory_bytes / 2**20, 1), "precision": result.precision,
+        "hardware": result.hardware}
 
 
 def _finetune(args) -> int:
@@ -196,12 +191,10 @@ def _finetune(args) -> int:
         raise FileExistsError(f"--output {output} is not empty; pass --overwrite to replace it or --resume to continue")
     if not args.model or not args.data:
         raise ValueError("--model and --data must not be empty")
-    result = finetune(
-        args.model, args.data, max_length=args.max_length, batch_size=args.batch_size, epochs=args.epochs,
-        learning_rate=args.learning_rate, precision=args.precision, padding=args.padding, seed=args.seed,
-        output_dir=output, overwrite=args.overwrite, resume=args.resume, train_limit=args.train_limit,
-        eval_limit=args.eval_limit, quiet=args.quiet, checkpoint_every=args.checkpoint_every,
-    )
+    result = finetune(args.model, args.data, max_length=args.max_length, batch_size=args.batch_size, epochs=args.epochs,
+                      learning_rate=args.learning_rate, precision=args.precision, padding=args.padding, seed=args.seed,
+                      output_dir=output, overwrite=args.overwrite, resume=args.resume, train_limit=args.train_limit,
+                      eval_limit=args.eval_limit, quiet=args.quiet, checkpoint_every=args.checkpoint_every)
     if PartialState().is_main_process:  # under torchrun / accelerate launch: one line, from rank 0
         print(json.dumps({"test": result.metrics, "train_seconds": round(result.train_seconds, 2),
                           "examples_per_second": round(result.examples_per_second, 2),
@@ -256,8 +249,7 @@ def _bench(args) -> int:
     print(json.dumps(run_benchmark(
         args.model, args.data, train_limit=args.train_limit, eval_limit=args.eval_limit, epochs=args.epochs,
         max_length=args.max_length, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        precision=args.precision, padding=args.padding, seed=args.seed,
-    )))
+        precision=args.precision, padding=args.padding, seed=args.seed)))
     return 0
 
 

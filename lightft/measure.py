@@ -222,14 +222,15 @@ def measure_accuracy(model: nn.Module | str = "minilm-l6", data: Any = "rotten_t
                      eval_limit: int | None = 500, **finetune_kwargs) -> dict[str, Any]:
     """Fine-tune at a fixed budget with :func:`lightft.finetune`; return the test metrics and timings. Keys:
     ``accuracy``, ``f1``, ``train_seconds``, ``examples_per_s``, ``tokens_per_s``, ``peak_memory_bytes``,
-    ``precision``, ``steps``, ``epochs``, ``model``. Checkpoints go to a temporary folder, then away."""
+    ``precision``, ``steps``, ``epochs``, ``model``, ``predictions`` (the test examples' classes, for paired tests).
+    Checkpoints go to a temporary folder, then away."""
     finetune_kwargs.setdefault("quiet", True)
     with tempfile.TemporaryDirectory(prefix="lightft-measure-", ignore_cleanup_errors=True) as scratch:
         r = finetune(model, data, train_limit=train_limit, eval_limit=eval_limit, output_dir=f"{scratch}/run",
                      **finetune_kwargs)
     same = ("train_seconds", "peak_memory_bytes", "precision", "steps", "epochs", "model")
     return {"accuracy": r.metrics["accuracy"], "f1": r.metrics.get("f1"), "examples_per_s": r.examples_per_second,
-            "tokens_per_s": r.tokens_per_second, **{k: getattr(r, k) for k in same}}
+            "tokens_per_s": r.tokens_per_second, "predictions": r.test_predictions, **{k: getattr(r, k) for k in same}}
 
 
 def batch_accuracy(model: nn.Module, batches: Batches, *, precision: str = "fp32") -> tuple[float, torch.Tensor]:

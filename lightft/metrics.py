@@ -117,33 +117,41 @@ class BootstrapResult:
         """True when the interval excludes zero."""
         return self.low > 0 or self.high < 0
 
+    def verdict(self, *, up: str, down: str, same: str) -> str:
+        """The word for a sentence: ``up`` when the whole interval is above zero (a beats b), ``down`` when it
+        is below, ``same`` when it contains zero (no difference this test can tell from noise)."""
+        return up if self.low > 0 else down if self.high < 0 else same
 
-def paired_bootstrap(labels: Sequence[int], predictions_a: Sequence[int], predictions_b: Sequence[int], *,
-                     metric: str = "accuracy", resamples: int = 2000, confidence: float = 0.95,
-                     seed: int = 0, num_labels: int | None = None) -> BootstrapResult:
+
+def paired_bootstrap(labels: Sequence[int], predictions_a, predictions_b, *, metric: str = "accuracy",
+                     resamples: int = 2000, confidence: float = 0.95, seed: int = 0,
+                     num_labels: int | None = None) -> BootstrapResult:
     """Confidence interval for ``metric(a) - metric(b)`` (a :data:`METRICS` name) on the same ``n`` examples.
 
-    ``scipy.stats.bootstrap(paired=True, method="percentile")`` draws ``resamples`` test sets of ``n`` with
-    replacement, the *same* indices for both models (that makes it paired), and takes percentiles of the differences.
+    Predictions: class indices, shape ``(n,)``, or ``(runs, n)`` for several runs of a model (e.g. one row per seed;
+    its metric is then the mean over its runs). Each of ``resamples`` test sets draws ``n`` examples with replacement,
+    the *same* ones for every run of both models (that makes it paired); the interval is the percentiles of the
+    differences. It covers the examples' sampling error, and the seeds' spread only through the runs given.
     p-value: twice the share of differences on the far side of zero (at most 1)."""
-    y, a, k = check_pair(labels, predictions_a, num_labels, ("labels", "predictions_a"))
-    _, b, k_b = check_pair(labels, predictions_b, num_labels, ("labels", "predictions_b"))
-    score = _scorer(checks.choice("metric", metric, METRICS), max(k, k_b))
+    checks.choice("metric", metric, METRICS)
+    level, runs = checks.number("confidence", confidence, 0, 1), []
+    for name, p in (("predictions_a", np.asarray(predictions_a)), ("predictions_b", np.asarray(predictions_b))):
+        if p.ndim not in (1, 2) or not p.size:
+            raise ValueError(f"{name} has shape {p.shape}: expected (n,) or (runs, n) class indices")
+        runs.append([check_pair(labels, run, num_labels, ("labels", name)) for run in p.reshape(-1, p.shape[-1])])
+    y, score = runs[0][0][0], _scorer(metric, max(c[2] for side in runs for c in side))
     resamples = checks.integer("resamples", resamples, minimum=100)
-    level = checks.number("confidence", confidence, 0, 1)
-
-    def statistic(t, pa, pb, axis=-1):   # shape (3,) or (3, batch): difference, metric(a), metric(b)
-        sa, sb = score(t, pa), score(t, pb)
-        return np.stack([sa - sb, sa, sb])
-
-    boot = stats.bootstrap((y, a, b), statistic, paired=True, vectorized=metric == "accuracy", method="percentile",
-                           n_resamples=resamples, confidence_level=level, rng=np.random.default_rng(seed))
-    low, high = np.asarray(boot.confidence_interval, dtype=float).tolist()   # each: difference, a, b
-    diff = boot.bootstrap_distribution[0]                                    # (resamples,)
-    pvalue = min(1.0, 2 * min(np.mean(diff <= 0), np.mean(diff >= 0)))
-    difference, score_a, score_b = map(float, statistic(y, a, b))
-    return BootstrapResult(metric, difference, low[0], high[0], confidence, resamples, seed, score_a, score_b,
-                           (low[1], high[1]), (low[2], high[2]), float(pvalue), diff)
+    index = np.random.default_rng(seed).integers(0, len(y), (resamples, len(y)))
+    if metric == "accuracy":   # vectorized: per example, the share of a model's runs that got it right
+        right = [np.mean([c[1] == y for c in side], axis=0) for side in runs]
+        sa, sb = (r[index].mean(axis=1) for r in right)
+    else:
+        sa, sb = (np.array([np.mean([score(y[i], c[1][i]) for c in side]) for i in index]) for side in runs)
+    a, b = (float(np.mean([score(y, c[1]) for c in side])) for side in runs)
+    diff, interval = sa - sb, lambda v: tuple(np.percentile(v, [50 * (1 - level), 50 * (1 + level)]).tolist())
+    pvalue = float(min(1.0, 2 * min(np.mean(diff <= 0), np.mean(diff >= 0))))
+    return BootstrapResult(metric, a - b, *interval(diff), level, resamples, seed, a, b, interval(sa), interval(sb),
+                           pvalue, diff)
 
 
 @dataclass(frozen=True)
@@ -159,6 +167,13 @@ class McNemarResult:
     @property
     def discordant(self) -> int:
         return self.only_a_correct + self.only_b_correct
+
+    def verdict(self, *, up: str, down: str, same: str, alpha: float = 0.05) -> str:
+        """The word for a sentence: ``up`` when a is right more often than b and ``pvalue < alpha``, ``down``
+        when b is, ``same`` otherwise (no difference this test can tell from noise)."""
+        if self.pvalue >= checks.number("alpha", alpha, 0, 1):
+            return same
+        return up if self.only_a_correct > self.only_b_correct else down
 
 
 def mcnemar(labels: Sequence[int], predictions_a: Sequence[int], predictions_b: Sequence[int], *,

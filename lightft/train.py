@@ -90,10 +90,12 @@ class FinetuneResult:
     best_epoch: float | None
     output_dir: str
     model: nn.Module | None = field(default=None, repr=False)
+    #: the class predicted for each test example, in the split's order (for paired tests: :func:`lightft.mcnemar`)
+    test_predictions: np.ndarray | None = field(default=None, repr=False)
 
     def summary(self) -> dict[str, Any]:
-        """The JSON-friendly part (everything but the model)."""
-        return {k: v for k, v in asdict(self).items() if k != "model"}
+        """The JSON-friendly part (everything but the model and the predictions)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("model", "test_predictions")}
 
 
 # ---- step 1: inputs ---------------------------------------------------------------------------------
@@ -217,8 +219,7 @@ def _arguments(out: Path, precision: str, quiet: bool, checkpoint_every: int | N
         bf16=precision == "bf16", fp16=precision == "fp16", report_to="none", disable_tqdm=quiet,
         log_level="error" if quiet else "passive", dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
         # DDP: a classifier's loss is a per-batch mean; the Trainer would multiply it by the number of ranks
-        average_tokens_across_devices=False, ddp_find_unused_parameters=False,
-    )
+        average_tokens_across_devices=False, ddp_find_unused_parameters=False)
 
 
 def _disk_full(err: BaseException) -> bool:
@@ -327,8 +328,7 @@ def _trainer(model, args, encoded, tokenizer, padding: str, k: int, callbacks, c
         model=model, args=args, train_dataset=encoded["train"], eval_dataset=encoded["validation"],
         processing_class=tokenizer, compute_metrics=compute_metrics, callbacks=list(callbacks),
         data_collator=DataCollatorWithPadding(tokenizer) if padding == "dynamic" else default_data_collator,
-        compute_loss_func=compute_loss_func,
-    )
+        compute_loss_func=compute_loss_func)
     if quiet:
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -354,7 +354,7 @@ def _train_and_report(trainer, model, encoded, out: Path, resume: bool, quiet: b
         with PeakMemory() as memory:
             output = trainer.train(resume_from_checkpoint=start)  # ends by loading the best epoch's weights
             validation = trainer.evaluate(encoded["validation"], metric_key_prefix="validation")
-            test = trainer.evaluate(encoded["test"], metric_key_prefix="test")
+            tested = trainer.predict(encoded["test"], metric_key_prefix="test")   # metrics and predictions
     except Exception as err:
         if _disk_full(err):
             raise OSError(errno.ENOSPC, f"no space left on the disk holding output_dir {out}: free some space "
@@ -371,7 +371,7 @@ def _train_and_report(trainer, model, encoded, out: Path, resume: bool, quiet: b
     train = encoded["train"]
     tokens = sum(map(sum, train["attention_mask"]))
     result = FinetuneResult(
-        metrics={k.removeprefix("test_"): v for k, v in test.items() if k.removeprefix("test_") in METRICS},
+        metrics={k.removeprefix("test_"): v for k, v in tested.metrics.items() if k.removeprefix("test_") in METRICS},
         validation_metrics={k.removeprefix("validation_"): v for k, v in validation.items()
                             if not k.endswith(("runtime", "per_second"))},
         history=list(state.log_history), train_seconds=seconds,
@@ -379,12 +379,25 @@ def _train_and_report(trainer, model, encoded, out: Path, resume: bool, quiet: b
         peak_memory_bytes=int(memory.peak), precision=precision, precision_reason=reason,
         hardware=hardware_summary(), steps=int(state.global_step), epochs=epochs,
         best_epoch=best["epoch"] if best else None, output_dir=str(out), model=model,
-    )
+        test_predictions=_in_dataset_order(trainer, encoded["test"], tested))
     padded = sum(map(len, train["attention_mask"]))
     summary = {**result.summary(), "padding_efficiency": tokens / max(padded, 1)}
     if trainer.is_world_process_zero():
         (out / "result.json").write_text(json.dumps(summary, indent=1, default=str))
     return result
+
+
+def _in_dataset_order(trainer, dataset, tested) -> np.ndarray | None:
+    """Test predictions in ``dataset``'s order: with length grouping, transformers 5 evaluates in a seeded
+    ``LengthGroupedSampler`` order too, which its sampler undoes. None if the labels do not line up then."""
+    logits = tested.predictions[0] if isinstance(tested.predictions, tuple) else tested.predictions
+    sampler = trainer._get_eval_sampler(dataset)
+    order = np.arange(len(dataset)) if sampler is None else np.fromiter(iter(sampler), dtype=np.int64)
+    predictions, labels = np.empty(len(dataset), dtype=np.int64), np.full(len(dataset), -1)
+    if len(order) == len(logits) == len(dataset):
+        predictions[order], labels[order] = np.argmax(logits, axis=-1), tested.label_ids
+    aligned = np.array_equal(labels, dataset["labels" if "labels" in dataset.column_names else "label"])
+    return predictions if aligned else None
 
 
 @dataclass

@@ -154,6 +154,63 @@ def test_paired_bootstrap_f1_and_bad_arguments():
         paired_bootstrap(labels, labels, labels[:-1])
 
 
+def test_paired_bootstrap_verdict_follows_the_interval():
+    labels = np.zeros(100, dtype=int)
+    a, b = np.zeros(100, dtype=int), np.zeros(100, dtype=int)
+    b[:20] = 1   # 20 examples only a gets right, none only b: d = 0.2, sd = sqrt((0.2 - 0.04) / 100) = 0.04
+    clear = paired_bootstrap(labels, a, b, resamples=4000)
+    assert clear.difference == pytest.approx(0.2) and clear.low > 0.05 and clear.significant
+    words = dict(up="better", down="worse", same="tied")
+    assert clear.verdict(**words) == "better"
+    assert paired_bootstrap(labels, b, a, resamples=4000).verdict(**words) == "worse"
+    assert paired_bootstrap(labels, a, a, resamples=200).verdict(**words) == "tied"
+
+
+def test_paired_bootstrap_of_several_runs_averages_them_and_resamples_examples_not_runs():
+    # a: 3 runs (seeds), b: 2 runs, on the same 200 examples (all labelled 0). Mean accuracies by hand:
+    # a = (1 + 0.5 + 0.5) / 3, b = (0.5 + 0.5) / 2.
+    labels = np.zeros(200, dtype=int)
+    half = np.r_[np.zeros(100), np.ones(100)].astype(int)        # right on the first 100
+    other = np.r_[np.ones(100), np.zeros(100)].astype(int)       # right on the last 100
+    a = np.stack([labels, half, other])
+    b = np.stack([half, other])
+    result = paired_bootstrap(labels, a, b, resamples=4000, seed=0)
+    assert result.difference == pytest.approx(2 / 3 - 1 / 2)
+    assert (result.a, result.b) == pytest.approx((2 / 3, 1 / 2))
+    # per example: a right in 2 of 3 runs, b in 1 of 2, everywhere: a constant difference, so no spread at all
+    assert result.low == pytest.approx(1 / 6) and result.high == pytest.approx(1 / 6) and result.significant
+    tied = paired_bootstrap(labels, np.stack([half, other]), np.stack([other, half]), resamples=500)
+    assert tied.difference == 0 and tied.verdict(up="up", down="down", same="same") == "same"
+    # any other metric: the mean of the runs' metrics, by hand
+    y = np.array([0, 1] * 50)
+    runs = np.stack([y, np.ones(100, dtype=int)])   # F1 of class 1: 1.0, and 2 * 0.5 / 1.5 = 2/3
+    f1 = paired_bootstrap(y, runs, 1 - y, metric="f1", resamples=200)
+    assert f1.a == pytest.approx((1 + 2 / 3) / 2) and f1.b == 0.0 and f1.low > 0.5
+
+
+def test_paired_bootstrap_of_several_runs_refuses_mismatched_shapes():
+    labels = [0, 1, 1, 0]
+    with pytest.raises(ValueError, match=r"labels \(4\) and predictions_b \(3\) differ in length"):
+        paired_bootstrap(labels, [0, 1, 1, 0], np.zeros((2, 3), dtype=int))
+    with pytest.raises(ValueError, match=r"predictions_a has shape \(2, 2, 4\): expected \(n,\) or \(runs, n\)"):
+        paired_bootstrap(labels, np.zeros((2, 2, 4), dtype=int), [0, 1, 1, 0])
+    with pytest.raises(ValueError, match="integer class indices"):
+        paired_bootstrap(labels, [0.5, 1, 1, 0], [0, 1, 1, 0])
+
+
+def test_mcnemar_verdict_needs_significance_and_takes_the_sign_from_the_discordant_pairs():
+    labels = np.ones(100, dtype=int)
+    a = np.r_[np.ones(20), np.zeros(40), np.ones(40)].astype(int)   # only a right: 20, only b right: 40
+    b = np.r_[np.zeros(20), np.ones(40), np.ones(40)].astype(int)
+    words = dict(up="above", down="below", same="level with")
+    assert mcnemar(labels, a, b).verdict(**words) == "below"
+    assert mcnemar(labels, b, a).verdict(**words) == "above"
+    assert mcnemar(labels, a, b).verdict(**words, alpha=0.001) == "level with"   # p is about 0.014
+    assert mcnemar(labels, a, a).verdict(**words) == "level with"
+    with pytest.raises(ValueError, match="alpha"):
+        mcnemar(labels, a, b).verdict(**words, alpha=2)
+
+
 def test_calibration_by_hand():
     # 4 examples, top-class confidences 0.95, 0.95, 0.65, 0.65 with 10 bins:
     # bin (0.9, 1.0]: both right -> |1 - 0.95| = 0.05; bin (0.6, 0.7]: one right -> |0.5 - 0.65| = 0.15

@@ -6,6 +6,7 @@ import math
 import warnings
 
 import datasets
+import numpy as np
 import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
@@ -162,11 +163,12 @@ def _benchmark_script():
 def test_benchmark_script_prints_its_table_and_refuses_bad_input(capsys):
     bench = _benchmark_script()
     recipe = dict(test_accuracy=0.75, test_accuracy_std=None, train_seconds=20.0, examples_per_s=24.0,
-                  tokens_per_s=700.0, mfu=0.125, learning_rate=5e-5)
+                  tokens_per_s=700.0, mfu=0.125, step_share=0.8, mfu_steps=0.15625, learning_rate=5e-5)
     result = {"hardware": "a test box", "peak_gflops": {"fp32": 100.0, "bf16": 250.0}, "train_limit": 16,
               "eval_limit": 8, "seeds": 1,
               "headline": {"usual": recipe, "lightweight": {**recipe, "train_seconds": 10.0, "test_accuracy_std": 0.02},
-                                            "speedup": 2.0, "accuracy_gap_points": -1.5},
+                                            "speedup": 2.0, "accuracy_gap_points": -1.5,
+                           "accuracy_gap_interval_points": [-4.25, 1.0], "accuracy_gap_verdict": "within noise"},
               "strategies": [{"strategy": "pad 128", "mode": "train", "precision": "fp32", "examples_per_s": 10.0,
                               "tokens_per_s": 300.0, "memory_increase_mib": 12.5, "mfu": 0.1},
                              {"strategy": "inference fp32, max 64", "mode": "inference", "precision": "fp32",
@@ -174,9 +176,11 @@ def test_benchmark_script_prints_its_table_and_refuses_bad_input(capsys):
     lines = bench.format_benchmark(result).splitlines()
     assert lines[:3] == ["hardware: a test box", "peak matmul: fp32 100 GFLOP/s, bf16 250 GFLOP/s",
                          "headline (16 training / 8 test examples, mean of 1 seed(s), lr 5e-05 for both):"]
-    assert lines[4].split() == ["usual", "0.750", "-", "20.0", "24.0", "700", "12.5%"]
+    assert lines[3].split()[-5:] == ["MFU", "in", "steps", "MFU", "steps"]
+    assert lines[4].split() == ["usual", "0.750", "-", "20.0", "24.0", "700", "12.5%", "80%", "15.6%"]
     assert lines[5].split()[:3] == ["lightweight", "0.750", "0.020"]
-    assert lines[6].strip() == "speed-up 2.0x, accuracy difference -1.5 points"
+    assert lines[6].strip() == ("speed-up 2.0x, accuracy difference -1.5 points "
+                                "(95 % paired-bootstrap interval -4.2 to +1.0: within noise)")
     assert lines[-2].split()[-2:] == ["12.5", "10.0%"] and lines[-1].split()[-1] == "-"
     with pytest.raises(SystemExit) as done:
         bench.main(["--help"])
@@ -188,15 +192,16 @@ def test_benchmark_script_prints_its_table_and_refuses_bad_input(capsys):
 
 def test_benchmark_lever_rows_follow_the_headline():
     bench = _benchmark_script()
-    lever = dict(test_accuracy=0.7, test_accuracy_std=0.01, train_seconds=30.0, examples_per_s=40.0, mfu=0.3, speedup=1.0)
+    lever = dict(test_accuracy=0.7, test_accuracy_std=0.01, train_seconds=30.0, examples_per_s=40.0, mfu=0.3, speedup=1.0,
+                 accuracy_vs_base_interval_points=[0.0, 0.0])
     result = {"hardware": "h", "peak_gflops": {"fp32": 100.0}, "train_limit": 16, "eval_limit": 8, "seeds": 2,
               "levers": [{"lever": "dynamic padding, max 64 (base)", **lever},
                          {"lever": "both (the recipe)", **lever, "train_seconds": 20.0, "speedup": 1.5}],
               "strategies": []}
     lines = bench.format_benchmark(result).splitlines()
     assert lines[2] == "levers (mean of 2 seed(s); speed-up over the base's training time):"
-    assert lines[4].split()[-6:] == ["0.700", "0.010", "30.0", "40.0", "30.0%", "1.00x"]
-    assert lines[5].split()[:3] == ["both", "(the", "recipe)"] and lines[5].split()[-1] == "1.50x"
+    assert lines[4].split()[-9:] == ["0.700", "0.010", "30.0", "40.0", "30.0%", "1.00x", "+0.0", "to", "+0.0"]
+    assert lines[5].split()[:3] == ["both", "(the", "recipe)"] and lines[5].split()[-4] == "1.50x"
 
 
 def test_each_lever_is_one_change_from_the_base(monkeypatch):
@@ -206,12 +211,14 @@ def test_each_lever_is_one_change_from_the_base(monkeypatch):
     def fake(model, data, **kwargs):   # records what each fine-tune was asked for; times shrink with each call
         seen.append(kwargs)
         return {"accuracy": 0.5, "train_seconds": 10.0 / len(seen), "examples_per_s": 1.0, "tokens_per_s": 1.0,
-                "peak_memory_bytes": 2**20, "model": None, "f1": 0.5}
+                "peak_memory_bytes": 2**20, "model": None, "f1": 0.5,
+                "predictions": np.array([0, 1, 1, 0])}
 
     monkeypatch.setattr(bench.measure, "measure_accuracy", fake)
     monkeypatch.setattr(bench.measure, "training_flops_per_token", lambda model, length: 1.0)
-    rows = bench._levers("m", None, {"bf16": 1e9}, "bf16", train_limit=4, eval_limit=4, seeds=1, learning_rate=1e-4)
-    base = {k: v for k, v in seen[0].items() if k != "seed"}
+    rows = bench._levers("m", {"test": {"label": [0, 1, 0, 0, 1]}}, {"bf16": 1e9}, "bf16", train_limit=4, eval_limit=4,
+                         seeds=1, learning_rate=1e-4)
+    base = {k: v for k, v in seen[0].items() if k not in ("seed", "callbacks")}
     assert base["group_by_length"] is base["freeze_embeddings"] is False and base["precision"] == "bf16"
     changed = [{k for k in base if seen[i][k] != base[k]} for i in range(1, len(seen))]
     assert changed == [{"group_by_length"}, {"freeze_embeddings"}, {"group_by_length", "freeze_embeddings"},
@@ -219,6 +226,7 @@ def test_each_lever_is_one_change_from_the_base(monkeypatch):
                        {"group_by_length", "freeze_embeddings", "epochs", "learning_rate"}]
     assert seen[4]["learning_rate"] == 2e-4 and seen[4]["batch_size"] == 2 * base["batch_size"]
     assert [r["speedup"] for r in rows] == pytest.approx([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], abs=0.02)
+    assert all(r["accuracy_vs_base_interval_points"] == [0.0, 0.0] and "_predictions" not in r for r in rows)
 
 
 def test_benchmark_never_trains_in_emulated_bf16_beyond_a_tiny_run(tiny_model_dir):

@@ -112,3 +112,16 @@ def test_frozen_embeddings_stay_put_and_the_rest_trains(data, tmp_path, tiny_mod
     assert not r.model.get_input_embeddings().weight.requires_grad
     moved = [n for n, p in before.named_parameters() if "layer." in n and not torch.equal(after[n], p.detach())]
     assert moved, "no encoder weight changed: the fine-tune did not train"
+
+
+@pytest.mark.parametrize("group_by_length", [False, True])
+def test_test_predictions_are_in_the_test_splits_order(data, tmp_path, tiny_model_dir, group_by_length):
+    """transformers 5 evaluates length-grouped runs in a shuffled order; the result undoes it, so the i-th
+    prediction is the i-th test sentence's (what a paired test between two runs needs)."""
+    import numpy as np
+
+    r = finetune(str(tiny_model_dir), data, output_dir=tmp_path, seed=3, group_by_length=group_by_length, **BUDGET)
+    test = data["test"].select(range(BUDGET["eval_limit"]))
+    assert np.mean(r.test_predictions == np.array(test["label"])) == pytest.approx(r.metrics["accuracy"])
+    again = predict(tmp_path, test["text"], max_length=BUDGET["max_length"])   # the saved best model, in order
+    assert r.test_predictions.tolist() == again.indices
