@@ -65,8 +65,10 @@ $(MATHJAX):
 
 unit: venv
 	@echo "==> 1/3 unit tests on tiny models and the .md/.ipynb pair check (tests/, not -m real)"
-	@# two workers on two cores: much of the suite is single-threaded (imports, tokenizing, subprocesses)
-	$(BIN)/python -m pytest tests -q -m "not real" -n 2 --dist worksteal -p no:cacheprovider --durations=5
+	@# two workers on two cores: much of the suite is single-threaded (imports, tokenizing, subprocesses);
+	@# one torch/OpenMP thread each, so that the two workers do not oversubscribe the two cores
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest tests -q -m "not real" -n 2 --dist worksteal \
+		-p no:cacheprovider --durations=5
 
 # The few tests that need the real MiniLM weights (slow on a 2-core CPU): part of make book, not make test.
 real: venv
@@ -77,14 +79,17 @@ real: venv
 # BUDGET=book executes the scratch copy at the book budget instead.
 BUDGET ?= smoke
 # At the smoke budget two notebooks run side by side (their figures mean nothing there; their run time is
-# mostly single-threaded start-up); at the book budget one at a time, so that no figure is taken on a
+# mostly single-threaded start-up), each kernel with one torch/OpenMP thread: two 2-thread kernels on two
+# cores oversubscribe them (measured: llm, lora, finetune and applications took 293 s that way, 150 s with
+# one thread each). At the book budget one at a time with every thread, so that no figure is taken on a
 # shared CPU.
 NBMAKE_WORKERS := $(if $(filter smoke,$(BUDGET)),-n 2 --dist worksteal,)
+NBMAKE_THREADS := $(if $(filter smoke,$(BUDGET)),OMP_NUM_THREADS=1 MKL_NUM_THREADS=1,)
 
 notebooks: venv llm-weights
 	@echo "==> 2/3 every notebook through nbmake at LIGHTFT_BUDGET=$(BUDGET), on a scratch copy ($(SCRATCH)); committed files untouched"
 	$(BIN)/python scripts/executed_book.py $(SCRATCH)
-	LIGHTFT_BUDGET=$(BUDGET) $(BIN)/python -m pytest --nbmake --overwrite --nbmake-timeout=1200 -p no:cacheprovider \
+	$(NBMAKE_THREADS) LIGHTFT_BUDGET=$(BUDGET) $(BIN)/python -m pytest --nbmake --overwrite --nbmake-timeout=1200 -p no:cacheprovider \
 		$(NBMAKE_WORKERS) \
 		--durations=0 --junitxml=$(SCRATCH)/nbmake.xml --ignore=$(SCRATCH)/book/about.ipynb $(SCRATCH)/book
 	@# "About this build" last, so that it can show the durations nbmake just recorded
