@@ -20,7 +20,7 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -95,7 +95,7 @@ class FinetuneResult:
 
     def summary(self) -> dict[str, Any]:
         """The JSON-friendly part (everything but the model and the predictions)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("model", "test_predictions")}
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("model", "test_predictions")}
 
 
 # ---- step 1: inputs ---------------------------------------------------------------------------------
