@@ -78,6 +78,14 @@ def _seeded(model: str, dataset, recipe: dict[str, Any], peak: dict[str, float],
     return out
 
 
+def _paired_gap(dataset, eval_limit: int, a: dict[str, Any], b: dict[str, Any]):
+    """``(interval, result)``: the 95 % interval in points of ``a``'s mean accuracy minus ``b``'s (two :func:`_seeded`
+    results), a paired bootstrap over the test examples finetune scored (the first ``eval_limit``), every seed's
+    predictions of both."""
+    gap = lightft.paired_bootstrap(dataset["test"]["label"][:eval_limit], a["_predictions"], b["_predictions"])
+    return [round(100 * gap.low, 2), round(100 * gap.high, 2)], gap
+
+
 def _headline(model: str, dataset, peak: dict[str, float], low: str, *, train_limit: int, eval_limit: int,
               seeds: int, learning_rate: float | None) -> dict[str, Any]:
     """The usual against the lightweight recipe at one learning rate, ``seeds`` seeds each (0, 1, ...): per
@@ -92,10 +100,7 @@ def _headline(model: str, dataset, peak: dict[str, float], low: str, *, train_li
     rows["speedup_per_seed"] = [round(u["train_seconds"] / w["train_seconds"], 2)
                                 for u, w in zip(rows["usual"]["runs"], rows["lightweight"]["runs"])]
     rows["accuracy_gap_points"] = round(100 * (rows["lightweight"]["test_accuracy"] - rows["usual"]["test_accuracy"]), 2)
-    # the gap's 95 % interval: paired bootstrap over the test sentences, every seed's predictions of both recipes
-    labels = dataset["test"]["label"][:eval_limit]   # what finetune scores: the first eval_limit test examples
-    gap = lightft.paired_bootstrap(labels, rows["lightweight"]["_predictions"], rows["usual"]["_predictions"])
-    rows["accuracy_gap_interval_points"] = [round(100 * gap.low, 2), round(100 * gap.high, 2)]
+    rows["accuracy_gap_interval_points"], gap = _paired_gap(dataset, eval_limit, rows["lightweight"], rows["usual"])
     rows["accuracy_gap_verdict"] = gap.verdict(up="better", down="worse", same="within noise")
     for name in recipes:
         rows[name].pop("_predictions")
@@ -121,9 +126,7 @@ def _levers(model: str, dataset, peak: dict[str, float], low: str, *, train_limi
                                       seeds=seeds)} for name, r in levers.items()]
     for row in rows:
         row["speedup"] = round(rows[0]["train_seconds"] / row["train_seconds"], 2)
-        gap = lightft.paired_bootstrap(dataset["test"]["label"][:eval_limit], row["_predictions"],
-                                       rows[0]["_predictions"])
-        row["accuracy_vs_base_interval_points"] = [round(100 * gap.low, 2), round(100 * gap.high, 2)]
+        row["accuracy_vs_base_interval_points"] = _paired_gap(dataset, eval_limit, row, rows[0])[0]
     for row in rows:
         row.pop("_predictions")
     return rows
